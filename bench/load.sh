@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Load benchmark: requests/s and p99 latency through Sluice, nginx and HAProxy, and straight to
+# the origin, in one run, on 127.0.0.1 only. Every proxy routes `Host: bench.local` to the same
+# two origins (round robin, keep-alive to the origins) with the same number of worker threads.
+#
+#   bash bench/load.sh                 # 10 s per target, 2 wrk threads, 64 connections
+#   DURATION=30s CONNECTIONS=128 bash bench/load.sh
+#
+# Needs wrk, nginx and haproxy (Debian packages; installed when missing and running as root).
+set -euo pipefail
+
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-2}          # wrk threads
+WORKERS=${WORKERS:-2}          # proxy worker threads/processes, the same for every proxy
+ROUTERS=${ROUTERS:-1000}       # extra Host routers in Sluice's table, to show lookup cost does not matter
+root=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+need=()
+for tool in wrk nginx haproxy; do command -v "$tool" >/dev/null || need+=("$tool"); done
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && apt-get install -y -qq wrk nginx-light haproxy >/dev/null
+  else
+    echo "missing: ${need[*]} (apt-get install wrk nginx-light haproxy)" >&2; exit 1
+  fi
+fi
+PATH=$PATH:/usr/sbin
+
+cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p sluice
+sluice="$root/target/release/sluice"
+
+O1=127.0.0.1:9101 O2=127.0.0.1:9102 S=127.0.0.1:9110 N=127.0.0.1:9111 H=127.0.0.1:9112
+
+"$sluice" whoami --name o1 --listen $O1 >/dev/null 2>&1 & pids+=($!)
+"$sluice" whoami --name o2 --listen $O2 >/dev/null 2>&1 & pids+=($!)
+
+# Sluice
+mkdir -p "$work/dynamic"
+{
+  echo "http:"
+  echo "  routers:"
+  echo "    bench:"
+  echo "      rule: \"Host(\`bench.local\`)\""
+  echo "      service: bench"
+  for i in $(seq 1 "$ROUTERS"); do
+    echo "    r$i:"
+    echo "      rule: \"Host(\`svc-$i.example.com\`) && PathPrefix(\`/api\`)\""
+    echo "      service: bench"
+  done
+  echo "  services:"
+  echo "    bench:"
+  echo "      loadBalancer:"
+  echo "        servers:"
+  echo "          - url: \"http://$O1\""
+  echo "          - url: \"http://$O2\""
+} > "$work/dynamic/bench.yaml"
+TOKIO_WORKER_THREADS=$WORKERS "$sluice" --entryPoints.web.address=$S \
+  --providers.file.directory="$work/dynamic" --log.level=ERROR >"$work/sluice.log" 2>&1 & pids+=($!)
+
+# nginx
+cat > "$work/nginx.conf" <<NGINX
+worker_processes $WORKERS;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log error;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  upstream bench { server $O1; server $O2; keepalive 128; }
+  server {
+    listen $N reuseport;
+    server_name bench.local;
+    location / {
+      proxy_pass http://bench;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Real-IP \$remote_addr;
+    }
+  }
+}
+NGINX
+nginx -c "$work/nginx.conf" -g 'daemon off;' & pids+=($!)
+
+# HAProxy
+cat > "$work/haproxy.cfg" <<HAPROXY
+global
+  nbthread $WORKERS
+  maxconn 8192
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+  option forwardfor
+frontend web
+  bind $H
+  acl bench hdr(host) -i bench.local
+  use_backend bench if bench
+backend bench
+  balance roundrobin
+  server o1 $O1
+  server o2 $O2
+HAPROXY
+haproxy -f "$work/haproxy.cfg" -q & pids+=($!)
+
+for addr in $O1 $O2 $S $N $H; do
+  for _ in $(seq 100); do (exec 3<>/dev/tcp/${addr%:*}/${addr#*:}) 2>/dev/null && break; sleep 0.05; done
+done
+sleep 0.5
+
+run() {
+  local name=$1 addr=$2 out
+  out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -H 'Host: bench.local' "http://$addr/" 2>&1)
+  local rps p99 errors
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  errors=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
+  printf '| %-14s | %12s | %9s | %s\n' "$name" "$rps" "$p99" "${errors:-}"
+  echo "$name $rps" >> "$work/results"
+}
+
+echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, proxies with $WORKERS workers, Sluice with $ROUTERS extra routers"
+printf '| %-14s | %12s | %9s |\n' target "requests/s" "p99"
+printf '|%s|%s|%s|\n' "----------------" "--------------" "-----------"
+run "direct origin" $O1
+run "sluice" $S
+run "nginx" $N
+run "haproxy" $H
+awk '{r[$1]=$2} END {if (r["nginx"]>0) printf "sluice/nginx throughput ratio: %.2f\n", r["sluice"]/r["nginx"]; if (r["haproxy"]>0) printf "sluice/haproxy throughput ratio: %.2f\n", r["sluice"]/r["haproxy"]}' "$work/results"

@@ -1,0 +1,147 @@
+//! Entry points: listening sockets that serve HTTP/1.1 and HTTP/2 (h2c with prior knowledge on
+//! cleartext), hand each request to [`super::request::handle`], and drain on shutdown.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::forwarded::ForwardedPolicy;
+use super::request::{handle, Connection, Shared};
+
+/// Settings of one entry point, taken from the static configuration.
+#[derive(Debug, Clone)]
+pub struct EntryPointSettings {
+    pub name: String,
+    pub address: String,
+    pub forwarded: ForwardedPolicy,
+    /// Time allowed to receive a request's headers (`respondingTimeouts.readTimeout`; None: no limit).
+    pub read_timeout: Option<Duration>,
+    /// How long in-flight requests may take to finish after shutdown starts (`lifeCycle.graceTimeOut`).
+    pub grace: Duration,
+}
+
+/// A bound entry point, ready to serve.
+pub struct EntryPoint {
+    settings: EntryPointSettings,
+    listener: TcpListener,
+}
+
+/// Why an entry point could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("entry point `{name}`: cannot listen on `{address}`: {source}")]
+pub struct BindError {
+    pub name: String,
+    pub address: String,
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl EntryPoint {
+    /// Binds the entry point's address (`:8000` means every interface, as in Traefik).
+    pub async fn bind(settings: EntryPointSettings) -> Result<Self, BindError> {
+        let address = if settings.address.starts_with(':') {
+            format!("0.0.0.0{}", settings.address)
+        } else {
+            settings.address.clone()
+        };
+        let listener = TcpListener::bind(&address)
+            .await
+            .map_err(|source| BindError {
+                name: settings.name.clone(),
+                address: settings.address.clone(),
+                source,
+            })?;
+        Ok(Self { settings, listener })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` turns true, then stops accepting and lets open requests finish
+    /// within the grace period.
+    pub async fn serve(self, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+        let EntryPoint { settings, listener } = self;
+        let name: Arc<str> = Arc::from(settings.name.as_str());
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder.http1().timer(TokioTimer::new()).keep_alive(true);
+        if let Some(limit) = settings.read_timeout {
+            builder.http1().header_read_timeout(limit);
+        }
+        builder.http2().timer(TokioTimer::new());
+        // Every connection task holds a clone; the drain waits for the count to fall back to one.
+        let open = Arc::new(());
+
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = stopped(&mut shutdown) => break,
+            };
+            let (stream, peer) = match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    // Usually out of file descriptors: back off instead of spinning.
+                    tracing::warn!(entry_point = %name, %error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let connection = Arc::new(Connection {
+                entry_point: name.clone(),
+                peer,
+                trusted: settings.forwarded.trusts(peer.ip()),
+                tls: false,
+            });
+            let shared = shared.clone();
+            let service = hyper::service::service_fn(move |request| {
+                let shared = shared.clone();
+                let connection = connection.clone();
+                async move { Ok::<_, Infallible>(handle(&shared, &connection, request).await) }
+            });
+            let serving = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            let mut stop = shutdown.clone();
+            let open = open.clone();
+            tokio::spawn(async move {
+                let _open = open;
+                let mut serving = std::pin::pin!(serving);
+                let result = tokio::select! {
+                    result = serving.as_mut() => result,
+                    _ = stopped(&mut stop) => {
+                        // Finish the request in flight, then close instead of keeping alive.
+                        serving.as_mut().graceful_shutdown();
+                        serving.await
+                    }
+                };
+                if let Err(error) = result {
+                    tracing::debug!(%error, "connection ended with an error");
+                }
+            });
+        }
+
+        drop(listener);
+        tracing::info!(entry_point = %name, "stopped accepting; draining open connections");
+        let drained = async {
+            while Arc::strong_count(&open) > 1 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        if tokio::time::timeout(settings.grace, drained).await.is_err() {
+            tracing::warn!(entry_point = %name, grace = ?settings.grace, "grace period over; closing remaining connections");
+        }
+    }
+}
+
+/// Resolves once shutdown has been asked for (or the sender is gone).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}

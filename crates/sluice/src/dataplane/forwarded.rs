@@ -1,0 +1,214 @@
+//! X-Forwarded-* and X-Real-Ip, set as Traefik sets them.
+//!
+//! Headers a client sends about itself are only believed from trusted addresses
+//! (`forwardedHeaders.trustedIPs` or `insecure`); from anyone else they are removed first, so an
+//! origin can rely on what it sees.
+
+use std::net::IpAddr;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use ipnet::IpNet;
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+const X_FORWARDED_SERVER: HeaderName = HeaderName::from_static("x-forwarded-server");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// Headers removed from untrusted clients (lower-case, `-` spelling; `_` spellings match too).
+const MANAGED: &[&str] = &[
+    "x-forwarded-proto",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-server",
+    "x-forwarded-uri",
+    "x-forwarded-method",
+    "x-forwarded-prefix",
+    "x-forwarded-tls-client-cert",
+    "x-forwarded-tls-client-cert-info",
+    "x-forwarded-scheme",
+    "x-scheme",
+    "x-real-ip",
+];
+
+/// An entry point's `forwardedHeaders` policy.
+#[derive(Debug, Clone, Default)]
+pub struct ForwardedPolicy {
+    pub insecure: bool,
+    pub trusted: Vec<IpNet>,
+}
+
+impl ForwardedPolicy {
+    /// Parses `trustedIPs` entries (addresses or CIDRs).
+    pub fn new(insecure: bool, trusted_ips: &[String]) -> Result<Self, String> {
+        let trusted = trusted_ips
+            .iter()
+            .map(|entry| {
+                entry
+                    .parse::<IpNet>()
+                    .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| format!("`{entry}` is neither an IP address nor a CIDR"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { insecure, trusted })
+    }
+
+    /// Whether headers from this client are kept.
+    pub fn trusts(&self, ip: IpAddr) -> bool {
+        self.insecure || self.trusted.iter().any(|net| net.contains(&ip))
+    }
+}
+
+/// Facts about the request the headers describe.
+pub struct Origin<'a> {
+    pub client_ip: IpAddr,
+    pub trusted: bool,
+    pub tls: bool,
+    pub websocket: bool,
+    /// The Host the client asked for, port included as sent.
+    pub host: &'a str,
+    /// This proxy's host name, for X-Forwarded-Server.
+    pub server_name: &'a HeaderValue,
+}
+
+/// Rewrites the forwarded headers of an outgoing request.
+pub fn apply(headers: &mut HeaderMap, origin: &Origin<'_>) {
+    if !origin.trusted {
+        strip_managed(headers);
+    }
+    let ip = HeaderValue::from_str(&origin.client_ip.to_string()).ok();
+    if let Some(ip) = &ip {
+        headers.entry(X_REAL_IP).or_insert_with(|| ip.clone());
+    }
+    let secure = origin.tls;
+    let proto = match (origin.websocket, secure) {
+        (true, true) => "wss",
+        (true, false) => "ws",
+        (false, true) => "https",
+        (false, false) => "http",
+    };
+    headers
+        .entry(X_FORWARDED_PROTO)
+        .or_insert(HeaderValue::from_static(proto));
+    if !headers.contains_key(&X_FORWARDED_PORT) {
+        let port = host_port(origin.host).unwrap_or(if secure { "443" } else { "80" });
+        if let Ok(value) = HeaderValue::from_str(port) {
+            headers.insert(X_FORWARDED_PORT, value);
+        }
+    }
+    if !headers.contains_key(&X_FORWARDED_HOST) && !origin.host.is_empty() {
+        if let Ok(value) = HeaderValue::from_str(origin.host) {
+            headers.insert(X_FORWARDED_HOST, value);
+        }
+    }
+    headers.insert(X_FORWARDED_SERVER, origin.server_name.clone());
+    append_forwarded_for(headers, ip);
+}
+
+/// Removes every managed header, in `-` and `_` spellings.
+fn strip_managed(headers: &mut HeaderMap) {
+    for name in MANAGED {
+        headers.remove(*name);
+    }
+    let underscored: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().contains('_'))
+        .filter(|name| MANAGED.contains(&name.as_str().replace('_', "-").as_str()))
+        .cloned()
+        .collect();
+    for name in underscored {
+        headers.remove(name);
+    }
+}
+
+/// `X-Forwarded-For: <prior values, folded>, <client>`.
+fn append_forwarded_for(headers: &mut HeaderMap, ip: Option<HeaderValue>) {
+    let Some(ip) = ip else { return };
+    let mut values = headers.get_all(&X_FORWARDED_FOR).iter();
+    let value = match (values.next(), values.next()) {
+        (None, _) => ip,
+        (Some(only), None) => {
+            let mut joined = Vec::with_capacity(only.len() + 2 + ip.len());
+            joined.extend_from_slice(only.as_bytes());
+            joined.extend_from_slice(b", ");
+            joined.extend_from_slice(ip.as_bytes());
+            HeaderValue::from_bytes(&joined).unwrap_or(ip)
+        }
+        (Some(_), Some(_)) => {
+            let mut joined: Vec<u8> = Vec::new();
+            for value in headers.get_all(&X_FORWARDED_FOR) {
+                joined.extend_from_slice(value.as_bytes());
+                joined.extend_from_slice(b", ");
+            }
+            joined.extend_from_slice(ip.as_bytes());
+            HeaderValue::from_bytes(&joined).unwrap_or(ip)
+        }
+    };
+    headers.insert(X_FORWARDED_FOR, value);
+}
+
+/// The port of a Host value (`example.com:8080`, `[::1]:8080`), if any.
+fn host_port(host: &str) -> Option<&str> {
+    let (_, port) = host.rsplit_once(':')?;
+    (!port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && !host.ends_with(']'))
+        .then_some(port)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin<'a>(trusted: bool, host: &'a str, name: &'a HeaderValue) -> Origin<'a> {
+        Origin {
+            client_ip: "10.1.2.3".parse().unwrap(),
+            trusted,
+            tls: false,
+            websocket: false,
+            host,
+            server_name: name,
+        }
+    }
+
+    #[test]
+    fn untrusted_client_headers_are_replaced() {
+        let name = HeaderValue::from_static("proxy-1");
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", HeaderValue::from_static("1.1.1.1"));
+        headers.insert("x-real-ip", HeaderValue::from_static("1.1.1.1"));
+        headers.insert("x_forwarded_host", HeaderValue::from_static("evil"));
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        apply(&mut headers, &origin(false, "example.com:8080", &name));
+        assert_eq!(headers["x-forwarded-for"], "10.1.2.3");
+        assert_eq!(headers["x-real-ip"], "10.1.2.3");
+        assert_eq!(headers["x-forwarded-proto"], "http");
+        assert_eq!(headers["x-forwarded-host"], "example.com:8080");
+        assert_eq!(headers["x-forwarded-port"], "8080");
+        assert_eq!(headers["x-forwarded-server"], "proxy-1");
+        assert!(!headers.contains_key("x_forwarded_host"));
+    }
+
+    #[test]
+    fn trusted_client_headers_are_kept_and_for_is_appended() {
+        let name = HeaderValue::from_static("proxy-1");
+        let mut headers = HeaderMap::new();
+        headers.append("x-forwarded-for", HeaderValue::from_static("1.1.1.1"));
+        headers.append("x-forwarded-for", HeaderValue::from_static("2.2.2.2"));
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        apply(&mut headers, &origin(true, "example.com", &name));
+        assert_eq!(headers["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 10.1.2.3");
+        assert_eq!(headers["x-forwarded-proto"], "https");
+        assert_eq!(headers["x-forwarded-port"], "80");
+    }
+
+    #[test]
+    fn policy_parses_addresses_and_networks() {
+        let policy =
+            ForwardedPolicy::new(false, &["127.0.0.1".into(), "10.0.0.0/8".into()]).unwrap();
+        assert!(policy.trusts("10.9.9.9".parse().unwrap()));
+        assert!(policy.trusts("127.0.0.1".parse().unwrap()));
+        assert!(!policy.trusts("192.0.2.1".parse().unwrap()));
+        assert!(ForwardedPolicy::new(false, &["nope".into()]).is_err());
+    }
+}

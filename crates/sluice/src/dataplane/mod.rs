@@ -1,0 +1,11 @@
+//! The data plane: entry points accept connections and every request runs through
+//! [`request::handle`] on one runtime snapshot.
+
+pub mod body;
+pub mod entrypoint;
+pub mod error;
+pub mod forwarded;
+pub mod hop_by_hop;
+pub mod mirror;
+pub mod request;
+pub mod upstream;

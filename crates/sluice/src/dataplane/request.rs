@@ -1,0 +1,239 @@
+//! The life of one request, in order: take a runtime snapshot, clean the path, find the router,
+//! set the forwarded headers, pick a server through the router's service, forward, relay.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use http::{header, HeaderMap, HeaderValue, Request, Response, Uri};
+use hyper::body::Incoming;
+use sluice_rules::{canonical_host, routing_path, sanitize_path, RequestInfo};
+
+use super::body::{boxed, ProxyBody};
+use super::error::ProxyError;
+use super::forwarded::{self, Origin};
+use super::hop_by_hop;
+use super::mirror;
+use super::upstream::{self, Outgoing};
+use crate::runtime::service::Mirroring;
+use crate::runtime::{Runtime, Service};
+
+/// What every connection of every entry point shares.
+#[derive(Debug)]
+pub struct Shared {
+    /// The current runtime; swapped by the reload loop.
+    pub runtime: ArcSwap<Runtime>,
+    /// This host's name, sent as X-Forwarded-Server.
+    pub server_name: HeaderValue,
+}
+
+/// Facts about one client connection, fixed when it is accepted.
+#[derive(Debug)]
+pub struct Connection {
+    pub entry_point: Arc<str>,
+    pub peer: SocketAddr,
+    /// Whether this client's X-Forwarded-* headers are believed.
+    pub trusted: bool,
+    pub tls: bool,
+}
+
+/// Handles one request from start to end on one runtime snapshot.
+pub async fn handle(
+    shared: &Shared,
+    connection: &Connection,
+    request: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let snapshot = shared.runtime.load_full();
+    let mut watch = ClientWatch::new(&request, connection);
+    let response = match route_and_forward(&snapshot, shared, connection, request).await {
+        Ok(response) => response,
+        Err(error) => {
+            match &error {
+                ProxyError::NoRouter => tracing::debug!(%error),
+                _ => {
+                    tracing::warn!(entry_point = %connection.entry_point, client = %connection.peer, %error)
+                }
+            }
+            error.into_response()
+        }
+    };
+    watch.answered();
+    response
+}
+
+async fn route_and_forward(
+    runtime: &Runtime,
+    shared: &Shared,
+    connection: &Connection,
+    mut request: Request<Incoming>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let target = target(request.uri(), request.headers())?;
+    let host = canonical_host(&target.raw_host);
+    let query = request.uri().query();
+    let router = {
+        let info = RequestInfo {
+            method: request.method().as_str(),
+            host: &host,
+            raw_host: &target.raw_host,
+            path: &target.routed_path,
+            query: query.unwrap_or(""),
+            headers: request.headers(),
+            client_ip: Some(connection.peer.ip()),
+        };
+        let table = runtime
+            .routes(&connection.entry_point)
+            .ok_or(ProxyError::NoRouter)?;
+        table
+            .lookup(&info)
+            .ok_or(ProxyError::NoRouter)?
+            .value
+            .clone()
+    };
+    tracing::trace!(router = %router.name, "matched");
+
+    let path_and_query = match query {
+        Some(q) => format!("{}?{q}", target.path),
+        None => target.path.into_owned(),
+    };
+    let raw_host = target.raw_host;
+    let upgrade = hop_by_hop::upgrade_protocol(request.headers());
+    let websocket = upgrade
+        .as_ref()
+        .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    forwarded::apply(
+        request.headers_mut(),
+        &Origin {
+            client_ip: connection.peer.ip(),
+            trusted: connection.trusted,
+            tls: connection.tls,
+            websocket,
+            host: &raw_host,
+            server_name: &shared.server_name,
+        },
+    );
+    let upgrade = upgrade.map(|protocol| (protocol, hyper::upgrade::on(&mut request)));
+    let host = HeaderValue::from_str(&raw_host).unwrap_or(HeaderValue::from_static(""));
+    let (parts, body) = request.into_parts();
+    let outgoing = Outgoing {
+        request: Request::from_parts(parts, boxed(body)),
+        path_and_query,
+        host,
+        upgrade,
+    };
+    serve(&router.service, outgoing).await
+}
+
+/// Where a request is going, as routing sees it.
+pub struct Target<'a> {
+    /// Sanitised path, still escaped: what is forwarded.
+    pub path: Cow<'a, str>,
+    /// The path matchers see (see [`routing_path`]).
+    pub routed_path: Cow<'a, str>,
+    /// The host asked for, port included as sent.
+    pub raw_host: String,
+}
+
+/// Works out the target of a request; a malformed path is a 400.
+pub fn target<'a>(uri: &'a Uri, headers: &HeaderMap) -> Result<Target<'a>, ProxyError> {
+    let path = sanitize_path(uri.path()).map_err(|e| ProxyError::BadRequest(e.to_string()))?;
+    let routed_path = match &path {
+        Cow::Borrowed(p) => routing_path(p).map_err(|e| ProxyError::BadRequest(e.to_string()))?,
+        Cow::Owned(p) => Cow::Owned(
+            routing_path(p)
+                .map_err(|e| ProxyError::BadRequest(e.to_string()))?
+                .into_owned(),
+        ),
+    };
+    // Absolute-form targets and HTTP/2 carry the host in the URI; it wins over the Host header.
+    let raw_host = match uri.authority() {
+        Some(authority) if !authority.host().is_empty() => authority.as_str().to_owned(),
+        _ => headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("")
+            .to_owned(),
+    };
+    Ok(Target {
+        path,
+        routed_path,
+        raw_host,
+    })
+}
+
+/// Sends a request through a service tree: weighted services pick a child, mirroring services
+/// copy, load balancers pick a server and forward.
+pub async fn serve(
+    service: &Arc<Service>,
+    outgoing: Outgoing,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let mut current = service;
+    loop {
+        match &**current {
+            Service::Weighted(weighted) => {
+                current = weighted
+                    .pick()
+                    .ok_or_else(|| ProxyError::NoServer(weighted.name.clone()))?;
+            }
+            Service::LoadBalancer(lb) => {
+                let server = lb
+                    .pick()
+                    .ok_or_else(|| ProxyError::NoServer(lb.name.clone()))?;
+                return upstream::forward(lb, server, outgoing).await;
+            }
+            Service::Mirroring(mirroring) => return serve_mirroring(mirroring, outgoing).await,
+        }
+    }
+}
+
+type Answer<'a> =
+    Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send + 'a>>;
+
+/// Mirroring services call [`serve`] again; the box breaks the recursion.
+fn serve_mirroring(mirroring: &Mirroring, outgoing: Outgoing) -> Answer<'_> {
+    Box::pin(mirror::serve(mirroring, outgoing))
+}
+
+/// Logs a request whose client went away before it was answered (Traefik's 499).
+struct ClientWatch<'a> {
+    started: Instant,
+    method: http::Method,
+    uri: http::Uri,
+    connection: &'a Connection,
+    answered: bool,
+}
+
+impl<'a> ClientWatch<'a> {
+    fn new<B>(request: &Request<B>, connection: &'a Connection) -> Self {
+        Self {
+            started: Instant::now(),
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            connection,
+            answered: false,
+        }
+    }
+
+    fn answered(&mut self) {
+        self.answered = true;
+    }
+}
+
+impl Drop for ClientWatch<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            tracing::info!(
+                status = 499,
+                elapsed = ?self.started.elapsed(),
+                client = %self.connection.peer,
+                entry_point = %self.connection.entry_point,
+                "client closed request: {} {}",
+                self.method,
+                self.uri
+            );
+        }
+    }
+}

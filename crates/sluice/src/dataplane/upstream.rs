@@ -1,0 +1,135 @@
+//! Sending a request to a server and relaying its answer, tunnels included.
+
+use std::error::Error as _;
+
+use http::uri::{PathAndQuery, Scheme, Uri};
+use http::{header, HeaderValue, Request, Response, StatusCode, Version};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+
+use super::body::{boxed, ProxyBody};
+use super::error::ProxyError;
+use super::hop_by_hop;
+use crate::runtime::server::{Protocol, Server};
+use crate::runtime::service::LoadBalancer;
+
+/// What the request handler hands over for one upstream exchange.
+pub struct Outgoing {
+    pub request: Request<ProxyBody>,
+    /// Path and query to send (sanitised by the entry point).
+    pub path_and_query: String,
+    /// The Host the client asked for.
+    pub host: HeaderValue,
+    /// For an upgrade request: the protocol and the client side of the future tunnel.
+    pub upgrade: Option<(HeaderValue, OnUpgrade)>,
+}
+
+/// Forwards `outgoing` to `server` of `lb` and returns the origin's response.
+pub async fn forward(
+    lb: &LoadBalancer,
+    server: &Server,
+    outgoing: Outgoing,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let Outgoing {
+        mut request,
+        path_and_query,
+        host,
+        upgrade,
+    } = outgoing;
+
+    let path_and_query = match &server.base_path {
+        Some(base) => format!("{base}{path_and_query}"),
+        None => path_and_query,
+    };
+    let uri = Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(server.authority.clone())
+        .path_and_query(
+            PathAndQuery::try_from(path_and_query)
+                .map_err(|e| ProxyError::BadRequest(format!("path cannot be forwarded: {e}")))?,
+        )
+        .build()
+        .map_err(|e| ProxyError::Internal(format!("upstream URI: {e}")))?;
+    *request.uri_mut() = uri;
+    *request.version_mut() = match server.protocol {
+        Protocol::Http => Version::HTTP_11,
+        Protocol::H2c => Version::HTTP_2,
+    };
+    let headers = request.headers_mut();
+    hop_by_hop::remove(
+        headers,
+        upgrade.as_ref().map(|(protocol, _)| protocol.clone()),
+    );
+    let host = if lb.pass_host_header {
+        host
+    } else {
+        HeaderValue::from_str(server.authority.as_str()).unwrap_or(host)
+    };
+    headers.insert(header::HOST, host);
+
+    let client = lb.transport.client(server.protocol);
+    let sent = client.request(request);
+    let result = match lb.transport.response_header_timeout {
+        Some(limit) => match tokio::time::timeout(limit, sent).await {
+            Ok(result) => result,
+            Err(_) => {
+                return Err(ProxyError::OriginTimeout {
+                    server: server.url.clone(),
+                    reason: format!("no response headers within {limit:?}"),
+                })
+            }
+        },
+        None => sent.await,
+    };
+    let mut response = result.map_err(|e| classify(&server.url, &e))?;
+
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some((_, client_side)) = upgrade {
+            let origin_side = hyper::upgrade::on(&mut response);
+            tokio::spawn(tunnel(client_side, origin_side));
+        }
+        let (parts, body) = response.into_parts();
+        return Ok(Response::from_parts(parts, boxed(body)));
+    }
+    hop_by_hop::remove(response.headers_mut(), None);
+    let (parts, body) = response.into_parts();
+    Ok(Response::from_parts(parts, boxed(body)))
+}
+
+/// Copies bytes both ways between the client and the origin once both have switched protocols.
+async fn tunnel(client: OnUpgrade, origin: OnUpgrade) {
+    let (client, origin) = match tokio::try_join!(client, origin) {
+        Ok(pair) => pair,
+        Err(error) => {
+            tracing::debug!(%error, "upgrade did not complete");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut origin = TokioIo::new(origin);
+    if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut origin).await {
+        tracing::debug!(%error, "tunnel closed with an error");
+    }
+}
+
+/// Sorts a client error into 504 (timed out) or 502 (anything else the origin did).
+fn classify(server: &str, error: &hyper_util::client::legacy::Error) -> ProxyError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = error.source();
+    let mut reason = error.to_string();
+    while let Some(cause) = source {
+        reason = format!("{reason}: {cause}");
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return ProxyError::OriginTimeout {
+                    server: server.to_owned(),
+                    reason,
+                };
+            }
+        }
+        source = cause.source();
+    }
+    ProxyError::OriginUnreachable {
+        server: server.to_owned(),
+        reason,
+    }
+}

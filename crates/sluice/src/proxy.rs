@@ -1,0 +1,275 @@
+//! A running Sluice: entry points serving from the current runtime, and the reload loop that
+//! turns provider changes into new runtimes.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use http::HeaderValue;
+use sluice_config::static_config::StaticConfig;
+use sluice_config::{Diagnostic, Severity};
+use sluice_rules::Syntax;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::dataplane::entrypoint::{BindError, EntryPoint, EntryPointSettings};
+use crate::dataplane::forwarded::ForwardedPolicy;
+use crate::dataplane::request::Shared;
+use crate::provider::file::{self, FileProvider, Loaded};
+use crate::runtime::build::DEFAULT_PRECEDENCE;
+use crate::runtime::transport::Transports;
+use crate::runtime::{self, Runtime, Settings};
+
+/// Errors that stop Sluice from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    #[error("entry point `{name}`: {field}: {reason}")]
+    EntryPoint {
+        name: String,
+        field: &'static str,
+        reason: String,
+    },
+    #[error("no entry point is configured (add `entryPoints.NAME.address`)")]
+    NoEntryPoint,
+}
+
+/// Runtime-builder settings derived from the static configuration.
+pub fn settings(config: &StaticConfig) -> Settings {
+    let entry_points: Vec<String> = config.entry_points.keys().cloned().collect();
+    let marked: Vec<String> = config
+        .entry_points
+        .iter()
+        .filter(|(_, ep)| ep.as_default)
+        .map(|(name, _)| name.clone())
+        .collect();
+    Settings {
+        default_entry_points: if marked.is_empty() {
+            entry_points.clone()
+        } else {
+            marked
+        },
+        entry_points,
+        default_rule_syntax: config
+            .core
+            .default_rule_syntax
+            .as_deref()
+            .map(Syntax::from_name)
+            .unwrap_or(Syntax::V3),
+        precedence: if config.providers.precedence.is_empty() {
+            DEFAULT_PRECEDENCE.iter().map(|p| p.to_string()).collect()
+        } else {
+            config.providers.precedence.clone()
+        },
+    }
+}
+
+/// The file provider's source (directory or file), if the file provider is configured.
+pub fn file_source(config: &StaticConfig) -> Option<PathBuf> {
+    let file = config.providers.file.as_ref()?;
+    file.directory.clone().or_else(|| file.filename.clone())
+}
+
+/// Loads the dynamic configuration once and builds a runtime from it (for `explain`/`check`).
+pub fn load_once(config: &StaticConfig) -> (Runtime, Loaded, Vec<Diagnostic>) {
+    let loaded = match file_source(config) {
+        Some(source) => FileProvider::new(source).load(),
+        None => Loaded {
+            config: Default::default(),
+            diagnostics: Vec::new(),
+        },
+    };
+    let (runtime, diagnostics) = runtime::build(
+        &settings(config),
+        &loaded.config,
+        None,
+        &Transports::default(),
+        1,
+    );
+    (runtime, loaded, diagnostics)
+}
+
+/// A started Sluice.
+pub struct Proxy {
+    shared: Arc<Shared>,
+    addresses: Vec<(String, SocketAddr)>,
+    shutdown: watch::Sender<bool>,
+    entry_points: Vec<JoinHandle<()>>,
+    reload: mpsc::Sender<()>,
+    _watcher: Option<notify::RecommendedWatcher>,
+}
+
+impl Proxy {
+    /// Binds every entry point, builds the first runtime and starts serving and watching.
+    pub async fn start(config: &StaticConfig) -> Result<Self, StartError> {
+        if config.entry_points.is_empty() {
+            return Err(StartError::NoEntryPoint);
+        }
+        let mut bound = Vec::new();
+        for (name, ep) in &config.entry_points {
+            let forwarded = ForwardedPolicy::new(
+                ep.forwarded_headers.insecure,
+                &ep.forwarded_headers.trusted_ips,
+            )
+            .map_err(|reason| StartError::EntryPoint {
+                name: name.clone(),
+                field: "forwardedHeaders.trustedIPs",
+                reason,
+            })?;
+            let timeouts = &ep.transport.responding_timeouts;
+            let settings = EntryPointSettings {
+                name: name.clone(),
+                address: ep.address.clone(),
+                forwarded,
+                read_timeout: timeouts.read_timeout.as_std().filter(|d| !d.is_zero()),
+                grace: ep
+                    .transport
+                    .life_cycle
+                    .grace_time_out
+                    .as_std()
+                    .unwrap_or(Duration::from_secs(10)),
+            };
+            bound.push(EntryPoint::bind(settings).await?);
+        }
+
+        let settings = settings(config);
+        let transports = Arc::new(Transports::default());
+        let mut provider = file_source(config).map(FileProvider::new);
+        let first = build_next(&settings, provider.as_mut(), None, &transports, 1);
+        let shared = Arc::new(Shared {
+            runtime: ArcSwap::from_pointee(first),
+            server_name: server_name(),
+        });
+
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut addresses = Vec::new();
+        let mut entry_points = Vec::new();
+        for (ep, name) in bound.into_iter().zip(config.entry_points.keys()) {
+            if let Ok(addr) = ep.local_addr() {
+                tracing::info!(entry_point = %name, address = %addr, "listening");
+                addresses.push((name.clone(), addr));
+            }
+            entry_points.push(tokio::spawn(ep.serve(shared.clone(), shutdown_rx.clone())));
+        }
+
+        // Reloads come from the file watcher and from `reload()` (SIGHUP).
+        let (reload, mut reload_rx) = mpsc::channel::<()>(4);
+        let watch_enabled = config.providers.file.as_ref().is_some_and(|f| f.watch);
+        let (watcher, mut changes) = match provider
+            .as_ref()
+            .filter(|_| watch_enabled)
+            .map(|p| p.watch())
+        {
+            Some(Ok((watcher, changes))) => (Some(watcher), Some(changes)),
+            Some(Err(error)) => {
+                tracing::error!(%error, "cannot watch the configuration; reload with SIGHUP");
+                (None, None)
+            }
+            None => (None, None),
+        };
+        let loop_shared = shared.clone();
+        tokio::spawn(async move {
+            let mut generation = 1;
+            loop {
+                let go = tokio::select! {
+                    got = reload_rx.recv() => got.is_some(),
+                    changed = async {
+                        match changes.as_mut() {
+                            Some(rx) => file::debounce(rx, Duration::from_millis(50), Duration::from_millis(300)).await,
+                            None => std::future::pending().await,
+                        }
+                    } => changed,
+                };
+                if !go {
+                    break;
+                }
+                generation += 1;
+                let previous = loop_shared.runtime.load_full();
+                let next = build_next(
+                    &settings,
+                    provider.as_mut(),
+                    Some(&previous),
+                    &transports,
+                    generation,
+                );
+                loop_shared.runtime.store(Arc::new(next));
+                transports.prune();
+            }
+        });
+
+        Ok(Self {
+            shared,
+            addresses,
+            shutdown,
+            entry_points,
+            reload,
+            _watcher: watcher,
+        })
+    }
+
+    /// Addresses the entry points listen on, by name.
+    pub fn addresses(&self) -> &[(String, SocketAddr)] {
+        &self.addresses
+    }
+
+    /// The runtime currently serving.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.shared.runtime.load_full()
+    }
+
+    /// Asks for a reload now (what SIGHUP does).
+    pub fn reload(&self) {
+        let _ = self.reload.try_send(());
+    }
+
+    /// Stops accepting, lets in-flight requests finish within each entry point's grace period,
+    /// and returns when every entry point has stopped.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.entry_points {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Loads the provider's configuration and builds the next runtime, logging what went wrong.
+fn build_next(
+    settings: &Settings,
+    provider: Option<&mut FileProvider>,
+    previous: Option<&Runtime>,
+    transports: &Transports,
+    generation: u64,
+) -> Runtime {
+    let loaded = match provider {
+        Some(provider) => provider.load(),
+        None => Loaded {
+            config: Default::default(),
+            diagnostics: Vec::new(),
+        },
+    };
+    let (runtime, diagnostics) =
+        runtime::build(settings, &loaded.config, previous, transports, generation);
+    for diagnostic in loaded.diagnostics.iter().chain(&diagnostics) {
+        match diagnostic.severity {
+            Severity::Error => tracing::error!("{diagnostic}"),
+            Severity::Warning => tracing::warn!("{diagnostic}"),
+        }
+    }
+    tracing::info!(
+        generation,
+        routers = runtime.router_count(),
+        "configuration loaded"
+    );
+    runtime
+}
+
+fn server_name() -> HeaderValue {
+    hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .and_then(|h| HeaderValue::from_str(&h).ok())
+        .unwrap_or(HeaderValue::from_static("sluice"))
+}

@@ -1,0 +1,378 @@
+//! Compiling a dynamic configuration into a [`Runtime`].
+//!
+//! The input is a *qualified* configuration: every name and reference already carries its
+//! provider (`app@file`). A broken router or service is reported and left out; everything else is
+//! built. Services whose configuration and children did not change are taken over from the
+//! previous runtime, balancing position included.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use sluice_config::dynamic::{Configuration, Service as ServiceConfig};
+use sluice_config::{Diagnostic, Severity};
+use sluice_rules::{default_priority, Route, RouteTable, Rule, Syntax};
+
+use super::server::Server;
+use super::service::{LoadBalancer, Mirroring, Service, Weighted};
+use super::transport::{TransportConfig, Transports};
+use super::wrr::Edf;
+use super::{Router, Runtime};
+
+/// What the builder needs from the static configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Every HTTP entry point.
+    pub entry_points: Vec<String>,
+    /// Entry points of routers that name none: those marked `asDefault`, else all.
+    pub default_entry_points: Vec<String>,
+    /// `core.defaultRuleSyntax`.
+    pub default_rule_syntax: Syntax,
+    /// Provider order deciding ties between routers of equal priority (`providers.precedence`);
+    /// a provider not listed loses to every listed one.
+    pub precedence: Vec<String>,
+}
+
+/// Traefik's default provider precedence.
+pub const DEFAULT_PRECEDENCE: &[&str] = &[
+    "kubernetesgateway",
+    "kubernetescrd",
+    "kubernetes",
+    "kubernetesingressnginx",
+    "swarm",
+    "docker",
+    "file",
+    "redis",
+    "knative",
+    "consul",
+    "consulcatalog",
+    "nomad",
+    "etcd",
+    "ecs",
+    "http",
+    "zookeeper",
+    "rest",
+];
+
+impl Settings {
+    /// Rank of the provider of a qualified name in the precedence list (lower wins a tie).
+    fn rank(&self, name: &str) -> usize {
+        let provider = name.rsplit_once('@').map(|(_, p)| p).unwrap_or("");
+        self.precedence
+            .iter()
+            .position(|p| p == provider)
+            .unwrap_or(self.precedence.len())
+    }
+}
+
+/// Builds a runtime; diagnostics list every router and service left out and why.
+pub fn build(
+    settings: &Settings,
+    config: &Configuration,
+    previous: Option<&Runtime>,
+    transports: &Transports,
+    generation: u64,
+) -> (Runtime, Vec<Diagnostic>) {
+    let empty = Default::default();
+    let http = config.http.as_ref().unwrap_or(&empty);
+    let mut builder = Builder {
+        configs: &http.services,
+        transports_config: &http.servers_transports,
+        transports,
+        previous,
+        built: HashMap::new(),
+        visiting: HashSet::new(),
+        diagnostics: Vec::new(),
+    };
+    for name in http.services.keys() {
+        let _ = builder.service(name);
+    }
+
+    // Ties of priority go to the provider earlier in the precedence list, then to the name
+    // that sorts first (Traefik leaves the latter unspecified; a stable order is easier to reason about).
+    let mut routers: Vec<_> = http.routers.iter().collect();
+    routers.sort_by_key(|(name, _)| settings.rank(name));
+    let mut per_entry_point: HashMap<String, Vec<Route<Arc<Router>>>> = HashMap::new();
+    for (name, router) in routers {
+        let resource = format!("router `{name}`");
+        if router.tls.is_some() {
+            builder.report(
+                Severity::Warning,
+                &resource,
+                "tls",
+                "TLS termination is not available yet; this router is not served".into(),
+            );
+            continue;
+        }
+        if !router.middlewares.is_empty() {
+            builder.report(
+                Severity::Error,
+                &resource,
+                "middlewares",
+                format!(
+                    "middlewares ({}) are not supported yet; the router is disabled rather than served without them",
+                    router.middlewares.join(", ")
+                ),
+            );
+            continue;
+        }
+        let syntax = match router.rule_syntax.as_deref() {
+            Some(s) if !s.is_empty() => Syntax::from_name(s),
+            _ => settings.default_rule_syntax,
+        };
+        let rule = match Rule::parse(&router.rule, syntax) {
+            Ok(rule) => rule,
+            Err(error) => {
+                builder.report(
+                    Severity::Error,
+                    &resource,
+                    "rule",
+                    format!("{error}\n{}", error.pointer(&router.rule)),
+                );
+                continue;
+            }
+        };
+        let service = match builder.service(&router.service) {
+            Ok(service) => service,
+            Err(reason) => {
+                builder.report(Severity::Error, &resource, "service", reason);
+                continue;
+            }
+        };
+        let priority = if router.priority == 0 {
+            default_priority(&router.rule)
+        } else {
+            router.priority
+        };
+        let compiled = Arc::new(Router {
+            name: name.clone(),
+            rule: router.rule.clone(),
+            priority,
+            service,
+        });
+        let entry_points = if router.entry_points.is_empty() {
+            &settings.default_entry_points
+        } else {
+            &router.entry_points
+        };
+        for entry_point in entry_points {
+            if !settings.entry_points.contains(entry_point) {
+                builder.report(
+                    Severity::Error,
+                    &resource,
+                    "entryPoints",
+                    format!("entry point `{entry_point}` does not exist"),
+                );
+                continue;
+            }
+            per_entry_point
+                .entry(entry_point.clone())
+                .or_default()
+                .push(Route {
+                    rule: rule.clone(),
+                    priority,
+                    value: compiled.clone(),
+                });
+        }
+    }
+
+    let entry_points = per_entry_point
+        .into_iter()
+        .map(|(name, routes)| (name, RouteTable::new(routes)))
+        .collect();
+    let services = builder
+        .built
+        .into_iter()
+        .filter_map(|(name, result)| result.ok().map(|s| (name, s)))
+        .collect();
+    let runtime = Runtime {
+        generation,
+        entry_points,
+        services,
+    };
+    (runtime, builder.diagnostics)
+}
+
+struct Builder<'a> {
+    configs: &'a BTreeMap<String, ServiceConfig>,
+    transports_config: &'a BTreeMap<String, serde_json::Value>,
+    transports: &'a Transports,
+    previous: Option<&'a Runtime>,
+    built: HashMap<String, Result<Arc<Service>, String>>,
+    visiting: HashSet<String>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Builder<'_> {
+    fn report(&mut self, severity: Severity, resource: &str, field: &str, message: String) {
+        self.diagnostics.push(Diagnostic {
+            severity,
+            file: None,
+            line: None,
+            column: None,
+            resource: Some(resource.to_owned()),
+            field: Some(field.to_owned()),
+            message,
+        });
+    }
+
+    /// The compiled service `name`, building it (and its children) on first use.
+    fn service(&mut self, name: &str) -> Result<Arc<Service>, String> {
+        if let Some(result) = self.built.get(name) {
+            return result
+                .clone()
+                .map_err(|_| format!("service `{name}` is invalid"));
+        }
+        let Some(config) = self.configs.get(name) else {
+            return Err(format!("service `{name}` does not exist"));
+        };
+        if !self.visiting.insert(name.to_owned()) {
+            return Err(format!(
+                "service `{name}` refers to itself through its children"
+            ));
+        }
+        let result = self.compile(name, config);
+        self.visiting.remove(name);
+        if let Err(reason) = &result {
+            self.report(
+                Severity::Error,
+                &format!("service `{name}`"),
+                reason_field(reason),
+                reason.clone(),
+            );
+        }
+        self.built.insert(name.to_owned(), result.clone());
+        result.map_err(|_| format!("service `{name}` is invalid"))
+    }
+
+    fn compile(&mut self, name: &str, config: &ServiceConfig) -> Result<Arc<Service>, String> {
+        let fingerprint = serde_json::to_string(config).unwrap_or_default();
+        let kinds = [
+            config.load_balancer.is_some(),
+            config.weighted.is_some(),
+            config.mirroring.is_some(),
+            config.failover.is_some(),
+            config.highest_random_weight.is_some(),
+        ];
+        match kinds.iter().filter(|k| **k).count() {
+            0 => {
+                return Err(
+                    "type: a service needs one of loadBalancer, weighted or mirroring".into(),
+                )
+            }
+            1 => {}
+            _ => return Err(
+                "type: a service may have only one type (loadBalancer, weighted, mirroring, ...)"
+                    .into(),
+            ),
+        }
+
+        let service = if let Some(lb) = &config.load_balancer {
+            let transport_config = match &lb.servers_transport {
+                Some(t) if !t.is_empty() && !t.starts_with("default@") => {
+                    let value = self
+                        .transports_config
+                        .get(t)
+                        .ok_or_else(|| format!("serversTransport: `{t}` does not exist"))?;
+                    serde_json::from_value::<TransportConfig>(value.clone())
+                        .map_err(|e| format!("serversTransport: `{t}`: {e}"))?
+                }
+                _ => TransportConfig::default(),
+            };
+            let mut servers = Vec::with_capacity(lb.servers.len());
+            let mut weights = Vec::with_capacity(lb.servers.len());
+            for (i, server) in lb.servers.iter().enumerate() {
+                let parsed = Server::parse(&server.url, server.preserve_path)
+                    .map_err(|e| format!("servers[{i}].url: {e}"))?;
+                servers.push(Arc::new(parsed));
+                weights
+                    .push(weight(server.weight).map_err(|e| format!("servers[{i}].weight: {e}"))?);
+            }
+            Service::LoadBalancer(LoadBalancer {
+                name: name.to_owned(),
+                servers,
+                pass_host_header: lb.pass_host_header.unwrap_or(true),
+                transport: self.transports.get(&transport_config),
+                schedule: Mutex::new(Edf::new(weights)),
+                // A changed transport under the same name must rebuild the balancer too.
+                fingerprint: format!("{fingerprint}|{transport_config:?}"),
+            })
+        } else if let Some(weighted) = &config.weighted {
+            let mut children = Vec::with_capacity(weighted.services.len());
+            let mut weights = Vec::with_capacity(weighted.services.len());
+            for (i, child) in weighted.services.iter().enumerate() {
+                children.push(
+                    self.service(&child.name)
+                        .map_err(|e| format!("services[{i}]: {e}"))?,
+                );
+                weights
+                    .push(weight(child.weight).map_err(|e| format!("services[{i}].weight: {e}"))?);
+            }
+            Service::Weighted(Weighted {
+                name: name.to_owned(),
+                children,
+                schedule: Mutex::new(Edf::new(weights)),
+                fingerprint,
+            })
+        } else if let Some(mirroring) = &config.mirroring {
+            let main = self
+                .service(&mirroring.service)
+                .map_err(|e| format!("service: {e}"))?;
+            let mut mirrors = Vec::with_capacity(mirroring.mirrors.len());
+            for (i, mirror) in mirroring.mirrors.iter().enumerate() {
+                if !(0..=100).contains(&mirror.percent) {
+                    return Err(format!(
+                        "mirrors[{i}].percent: {} is outside 0..100",
+                        mirror.percent
+                    ));
+                }
+                let service = self
+                    .service(&mirror.name)
+                    .map_err(|e| format!("mirrors[{i}]: {e}"))?;
+                mirrors.push((service, mirror.percent as u64));
+            }
+            Service::Mirroring(Mirroring {
+                name: name.to_owned(),
+                main,
+                mirrors,
+                mirror_body: mirroring.mirror_body.unwrap_or(true),
+                max_body_size: mirroring.max_body_size.and_then(|m| u64::try_from(m).ok()),
+                counter: Mutex::default(),
+                fingerprint,
+            })
+        } else {
+            return Err(
+                "type: failover and highestRandomWeight services are not supported yet".into(),
+            );
+        };
+        Ok(self.carry_over(service))
+    }
+
+    /// Keeps the previous runtime's service when nothing about it changed.
+    fn carry_over(&self, fresh: Service) -> Arc<Service> {
+        if let Some(old) = self.previous.and_then(|p| p.service(fresh.name())) {
+            let same_children = old.children().len() == fresh.children().len()
+                && old
+                    .children()
+                    .iter()
+                    .zip(fresh.children())
+                    .all(|(a, b)| Arc::ptr_eq(a, b));
+            if old.fingerprint() == fresh.fingerprint() && same_children {
+                return old.clone();
+            }
+        }
+        Arc::new(fresh)
+    }
+}
+
+/// The field a service error is about: the text before the first `:`.
+fn reason_field(reason: &str) -> &str {
+    reason.split(':').next().unwrap_or("")
+}
+
+fn weight(weight: Option<i64>) -> Result<u64, String> {
+    match weight {
+        None => Ok(1),
+        Some(w) if w < 0 => Err(format!("{w} is negative")),
+        Some(w) => Ok(w as u64),
+    }
+}

@@ -1,0 +1,55 @@
+//! The runtime: a dynamic configuration compiled for the request path.
+//!
+//! A [`Runtime`] is immutable once built. The data plane reads the current one from an
+//! [`arc_swap::ArcSwap`] at the start of each request and keeps that snapshot until the response
+//! is done, so a reload never changes the routing of a request in flight.
+
+pub mod build;
+pub mod server;
+pub mod service;
+pub mod transport;
+pub mod wrr;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use sluice_rules::RouteTable;
+
+pub use build::{build, Settings};
+pub use service::Service;
+
+/// A router as the data plane uses it.
+#[derive(Debug)]
+pub struct Router {
+    /// Qualified name, e.g. `web@file`.
+    pub name: String,
+    pub rule: String,
+    pub priority: i64,
+    pub service: Arc<Service>,
+}
+
+/// One compiled snapshot of the routing.
+#[derive(Debug, Default)]
+pub struct Runtime {
+    /// Increases with every build; shown in logs and `explain`.
+    pub generation: u64,
+    entry_points: HashMap<String, RouteTable<Arc<Router>>>,
+    services: HashMap<String, Arc<Service>>,
+}
+
+impl Runtime {
+    /// The routing table of an entry point (None when no router uses it).
+    pub fn routes(&self, entry_point: &str) -> Option<&RouteTable<Arc<Router>>> {
+        self.entry_points.get(entry_point)
+    }
+
+    /// A service by qualified name.
+    pub fn service(&self, name: &str) -> Option<&Arc<Service>> {
+        self.services.get(name)
+    }
+
+    /// Number of routers served, summed over entry points.
+    pub fn router_count(&self) -> usize {
+        self.entry_points.values().map(|t| t.len()).sum()
+    }
+}

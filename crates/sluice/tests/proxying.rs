@@ -1,0 +1,201 @@
+//! Proxying end to end: status codes, forwarded headers, Host handling, WebSocket, streaming.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+
+use common::{free_port, get, origin, render, Sluice};
+
+async fn start() -> (common::Origin, Sluice) {
+    let app = origin("app").await;
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let config = render("proxying.yaml", &[("app", app.url()), ("closed", closed)]);
+    let sluice = Sluice::start(&[("proxying.yaml", config)], &[]).await;
+    (app, sluice)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn statuses_match_traefik() {
+    let (_app, sluice) = start().await;
+    let answer = get(&sluice.url("/unreachable"), &[]).await;
+    assert_eq!((answer.status, answer.body.as_str()), (502, "Bad Gateway"));
+    let answer = get(&sluice.url("/empty"), &[]).await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (503, "no available server\n")
+    );
+    let answer = get(&sluice.url("/slow?wait=2s"), &[]).await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (504, "Gateway Timeout")
+    );
+    let answer = get(&sluice.url("/slow?wait=10ms"), &[]).await;
+    assert_eq!(answer.status, 200);
+    let answer = get(&sluice.url("/pass"), &[("Host", "unknown.example")]).await;
+    assert_eq!(answer.status, 200, "PathPrefix routes ignore the host");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forwarded_headers_and_host_reach_the_origin() {
+    let (app, sluice) = start().await;
+    let answer = get(
+        &sluice.url("/pass/a?b=c"),
+        &[
+            ("Host", "shop.example.com:8443"),
+            ("X-Forwarded-For", "203.0.113.9"),
+            ("X-Real-Ip", "203.0.113.9"),
+            ("X-Forwarded-Proto", "https"),
+        ],
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    // The request line keeps the client's path; the server URL's path is ignored.
+    assert!(
+        answer.body.contains("GET /pass/a?b=c HTTP/1.1"),
+        "{}",
+        answer.body
+    );
+    assert_eq!(answer.seen("Host"), Some("shop.example.com:8443"));
+    // The client is not trusted: its claims are replaced.
+    assert_eq!(answer.seen("X-Forwarded-For"), Some("127.0.0.1"));
+    assert_eq!(answer.seen("X-Real-Ip"), Some("127.0.0.1"));
+    assert_eq!(answer.seen("X-Forwarded-Proto"), Some("http"));
+    assert_eq!(
+        answer.seen("X-Forwarded-Host"),
+        Some("shop.example.com:8443")
+    );
+    assert_eq!(answer.seen("X-Forwarded-Port"), Some("8443"));
+    assert!(answer
+        .seen("X-Forwarded-Server")
+        .is_some_and(|s| !s.is_empty()));
+
+    let answer = get(&sluice.url("/nopass"), &[("Host", "shop.example.com")]).await;
+    assert_eq!(answer.seen("Host"), Some(app.addr.to_string().as_str()));
+    assert_eq!(answer.seen("X-Forwarded-Host"), Some("shop.example.com"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trusted_clients_keep_their_forwarded_headers() {
+    let app = origin("app").await;
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let config = render("proxying.yaml", &[("app", app.url()), ("closed", closed)]);
+    let sluice = Sluice::start(
+        &[("proxying.yaml", config)],
+        &["--entryPoints.web.forwardedHeaders.trustedIPs=127.0.0.1/32"],
+    )
+    .await;
+    let answer = get(
+        &sluice.url("/pass"),
+        &[
+            ("X-Forwarded-For", "203.0.113.9"),
+            ("X-Forwarded-Proto", "https"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        answer.seen("X-Forwarded-For"),
+        Some("203.0.113.9, 127.0.0.1")
+    );
+    assert_eq!(answer.seen("X-Forwarded-Proto"), Some("https"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hop_by_hop_headers_do_not_cross() {
+    let (_app, sluice) = start().await;
+    let answer = get(
+        &sluice.url("/pass"),
+        &[
+            ("Connection", "X-Private"),
+            ("X-Private", "secret"),
+            ("X-Public", "yes"),
+        ],
+    )
+    .await;
+    assert_eq!(answer.seen("X-Private"), None);
+    assert_eq!(answer.seen("X-Public"), Some("yes"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn websocket_echo_through_the_proxy() {
+    let (_app, sluice) = start().await;
+    let url = format!("ws://{}/echo", sluice.addr);
+    let (mut ws, response) = tokio_tungstenite::connect_async(&url)
+        .await
+        .expect("websocket handshake");
+    assert_eq!(response.status(), 101);
+    for i in 0..5 {
+        let text = format!("message {i}");
+        ws.send(tokio_tungstenite::tungstenite::Message::text(text.clone()))
+            .await
+            .expect("send");
+        let echoed = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("echo in time")
+            .expect("a message")
+            .expect("a valid message");
+        assert_eq!(echoed.into_text().expect("text").as_str(), text);
+    }
+    ws.close(None).await.expect("close");
+}
+
+/// 100 MB each way through the proxy; the proxy's peak RSS must stay far below the payload.
+#[tokio::test(flavor = "multi_thread")]
+async fn large_bodies_stream_with_bounded_memory() {
+    const SIZE: u64 = 100 * 1024 * 1024;
+    let (_app, sluice) = start().await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::combinators::BoxBody<Bytes, std::io::Error>>();
+
+    // Download.
+    let request = http::Request::get(sluice.url(&format!("/data?size={SIZE}")))
+        .body(
+            http_body_util::Empty::new()
+                .map_err(|never| match never {})
+                .boxed(),
+        )
+        .expect("request");
+    let response = client.request(request).await.expect("download");
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let mut received: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.expect("frame").into_data() {
+            received += data.len() as u64;
+        }
+    }
+    assert_eq!(received, SIZE);
+
+    // Upload, generated on the fly.
+    let chunk = Bytes::from(vec![b'u'; 64 * 1024]);
+    let chunks = (SIZE / chunk.len() as u64) as usize;
+    let stream = futures_util::stream::iter(
+        (0..chunks).map(move |_| Ok::<_, std::io::Error>(Frame::data(chunk.clone()))),
+    );
+    let request = http::Request::post(sluice.url("/upload"))
+        .body(BodyExt::boxed(StreamBody::new(stream)))
+        .expect("request");
+    let response = client.request(request).await.expect("upload");
+    let text = String::from_utf8(
+        response
+            .into_body()
+            .collect()
+            .await
+            .expect("answer")
+            .to_bytes()
+            .to_vec(),
+    )
+    .expect("utf8");
+    assert!(text.contains(&format!("Body-Bytes: {SIZE}")), "{text}");
+
+    let peak_mib = sluice.peak_rss_kib() / 1024;
+    println!("sluice peak RSS after 100 MB down + 100 MB up: {peak_mib} MiB");
+    assert!(
+        peak_mib < 64,
+        "peak RSS {peak_mib} MiB: bodies are being buffered"
+    );
+}

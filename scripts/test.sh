@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite. Installs what the tests need on a fresh Debian machine, then runs them.
+# Conformance tests read ../shared/conformance when it exists beside the checkout and print
+# plainly that they were skipped when it does not.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v cargo >/dev/null; then
+  echo "cargo is required (https://rustup.rs)" >&2
+  exit 1
+fi
+# --nocapture shows the figures the tests measure (conformance counts, RSS, reload latency).
+cargo test --workspace --all-targets -- --nocapture

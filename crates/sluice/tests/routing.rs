@@ -27,6 +27,9 @@ const NAMES: &[&str] = &[
     "v2",
 ];
 
+/// A request (method, path, headers) and the origin expected to answer it, or "404".
+type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str);
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_matcher_routes_as_traefik_does() {
     let (_origins, vars) = origins(NAMES).await;
@@ -34,7 +37,7 @@ async fn every_matcher_routes_as_traefik_does() {
     let client = common::client();
 
     // (method, path, headers, expected origin or "404")
-    let cases: &[(&str, &str, &[(&str, &str)], &str)] = &[
+    let cases: &[Case] = &[
         ("GET", "/", &[("Host", "a.example.com")], "host"),
         ("GET", "/", &[("Host", "A.Example.COM:8080")], "host"),
         ("GET", "/", &[("Host", "a.example.com.")], "host"),

@@ -62,9 +62,10 @@ impl FileProvider {
 
         let mut parsed = Vec::with_capacity(files.len());
         for path in files {
-            let result = std::fs::read_to_string(&path)
-                .map_err(|error| io_error(&path, &error))
-                .and_then(|text| config_file::parse_file(&path, &text));
+            let result = match std::fs::read_to_string(&path) {
+                Ok(text) => config_file::parse_file(&path, &text),
+                Err(error) => Err(io_error(&path, &error)),
+            };
             match result {
                 Ok(config) => {
                     self.last_good.insert(path.clone(), config.clone());

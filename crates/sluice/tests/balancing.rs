@@ -80,3 +80,73 @@ async fn mirroring_copies_the_configured_share() {
     assert_eq!(origins[1].whoami.requests(), 100);
     assert_eq!(origins[2].whoami.requests(), 500);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sticky_cookies_pin_every_level() {
+    let (_origins, sluice) = start().await;
+    let client = common::client();
+    let first = send(&client, "GET", &sluice.url("/sticky"), &[], "")
+        .await
+        .expect("request");
+    let cookies: Vec<String> = first
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap_or("").to_owned())
+        .collect();
+    // The first pick of 1:2 is the heavier child: a load balancer with its own sticky level.
+    assert_eq!(cookies.len(), 2, "{cookies:?}");
+    assert!(
+        cookies[0].starts_with("lvl1=")
+            && cookies[0].ends_with("; Path=/; HttpOnly; SameSite=Strict"),
+        "{cookies:?}"
+    );
+    assert!(
+        cookies[1].starts_with("lvl2=") && cookies[1].ends_with("; Path=/"),
+        "{cookies:?}"
+    );
+    let jar: Vec<&str> = cookies
+        .iter()
+        .map(|c| c.split(';').next().unwrap_or(""))
+        .collect();
+    let jar = jar.join("; ");
+    for _ in 0..100 {
+        let answer = send(
+            &client,
+            "GET",
+            &sluice.url("/sticky"),
+            &[("Cookie", &jar)],
+            "",
+        )
+        .await
+        .expect("request");
+        assert_eq!(answer.origin(), first.origin());
+        assert!(
+            answer.headers.get("set-cookie").is_none(),
+            "no new cookie while pinned"
+        );
+    }
+
+    // The legacy value (the raw child name, as in Traefik's tutorial) pins too, and is rewritten.
+    for _ in 0..5 {
+        let answer = send(
+            &client,
+            "GET",
+            &sluice.url("/sticky"),
+            &[("Cookie", "lvl1=app-a")],
+            "",
+        )
+        .await
+        .expect("request");
+        assert_eq!(answer.origin(), "a");
+        let rewritten = answer
+            .headers
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        assert!(
+            rewritten.starts_with("lvl1=") && !rewritten.starts_with("lvl1=app-a"),
+            "{rewritten}"
+        );
+    }
+}

@@ -20,6 +20,7 @@ use super::hop_by_hop;
 use super::mirror;
 use super::upstream::{self, Outgoing};
 use crate::runtime::service::Mirroring;
+use crate::runtime::sticky::StickyCookie;
 use crate::runtime::{Runtime, Service};
 
 /// What every connection of every entry point shares.
@@ -170,23 +171,54 @@ pub async fn serve(
     service: &Arc<Service>,
     outgoing: Outgoing,
 ) -> Result<Response<ProxyBody>, ProxyError> {
+    // Sticky cookies to set on the answer, one per sticky level passed through.
+    let mut cookies = Vec::new();
     let mut current = service;
-    loop {
+    let response = loop {
         match &**current {
             Service::Weighted(weighted) => {
-                current = weighted
-                    .pick()
+                let index = sticky_pick(weighted.sticky.as_ref(), &outgoing, &mut cookies, || {
+                    weighted.pick_index()
+                });
+                current = index
+                    .and_then(|i| weighted.children.get(i))
                     .ok_or_else(|| ProxyError::NoServer(weighted.name.clone()))?;
             }
             Service::LoadBalancer(lb) => {
-                let server = lb
-                    .pick()
-                    .ok_or_else(|| ProxyError::NoServer(lb.name.clone()))?;
-                return upstream::forward(lb, server, outgoing).await;
+                let server = sticky_pick(lb.sticky.as_ref(), &outgoing, &mut cookies, || {
+                    lb.pick_index()
+                })
+                .and_then(|i| lb.servers.get(i))
+                .ok_or_else(|| ProxyError::NoServer(lb.name.clone()))?;
+                break upstream::forward(lb, server, outgoing).await;
             }
-            Service::Mirroring(mirroring) => return serve_mirroring(mirroring, outgoing).await,
+            Service::Mirroring(mirroring) => break serve_mirroring(mirroring, outgoing).await,
         }
+    };
+    let mut response = response?;
+    for cookie in cookies {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
     }
+    Ok(response)
+}
+
+/// Picks by cookie when the request carries a valid one, else by `pick`, and records the cookie
+/// to set: on every pick not made by cookie, and when a legacy cookie value must be rewritten.
+fn sticky_pick(
+    sticky: Option<&StickyCookie>,
+    outgoing: &Outgoing,
+    cookies: &mut Vec<HeaderValue>,
+    pick: impl FnOnce() -> Option<usize>,
+) -> Option<usize> {
+    let Some(sticky) = sticky else { return pick() };
+    let (index, set) = match sticky.lookup(outgoing.request.headers()) {
+        Some((index, rewrite)) => (index, rewrite),
+        None => (pick()?, true),
+    };
+    if set {
+        cookies.extend(sticky.set_cookie(index));
+    }
+    Some(index)
 }
 
 type Answer<'a> =

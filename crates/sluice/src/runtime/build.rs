@@ -14,6 +14,7 @@ use sluice_rules::{default_priority, Route, RouteTable, Rule, Syntax};
 
 use super::server::Server;
 use super::service::{LoadBalancer, Mirroring, Service, Weighted};
+use super::sticky::StickyCookie;
 use super::transport::{TransportConfig, Transports};
 use super::wrr::Edf;
 use super::{Router, Runtime};
@@ -287,8 +288,17 @@ impl Builder<'_> {
                 weights
                     .push(weight(server.weight).map_err(|e| format!("servers[{i}].weight: {e}"))?);
             }
+            let sticky = lb
+                .sticky
+                .as_ref()
+                .and_then(|s| s.cookie.as_ref())
+                .map(|cookie| {
+                    let urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
+                    StickyCookie::new(cookie, name, &urls)
+                });
             Service::LoadBalancer(LoadBalancer {
                 name: name.to_owned(),
+                sticky,
                 servers,
                 pass_host_header: lb.pass_host_header.unwrap_or(true),
                 transport: self.transports.get(&transport_config),
@@ -307,8 +317,21 @@ impl Builder<'_> {
                 weights
                     .push(weight(child.weight).map_err(|e| format!("services[{i}].weight: {e}"))?);
             }
+            let sticky = weighted
+                .sticky
+                .as_ref()
+                .and_then(|s| s.cookie.as_ref())
+                .map(|cookie| {
+                    let names: Vec<String> = weighted
+                        .services
+                        .iter()
+                        .map(|child| as_written(&child.name, name))
+                        .collect();
+                    StickyCookie::new(cookie, name, &names)
+                });
             Service::Weighted(Weighted {
                 name: name.to_owned(),
+                sticky,
                 children,
                 schedule: Mutex::new(Edf::new(weights)),
                 fingerprint,
@@ -361,6 +384,16 @@ impl Builder<'_> {
             }
         }
         Arc::new(fresh)
+    }
+}
+
+/// A child name as its provider wrote it: `app@file` under `canary@file` is `app`, the value
+/// Traefik hashes into sticky cookies.
+fn as_written(child: &str, parent: &str) -> String {
+    let parent_provider = parent.rsplit_once('@').map(|(_, p)| p);
+    match child.rsplit_once('@') {
+        Some((bare, provider)) if Some(provider) == parent_provider => bare.to_owned(),
+        _ => child.to_owned(),
     }
 }
 

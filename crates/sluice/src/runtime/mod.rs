@@ -7,6 +7,7 @@
 pub mod build;
 pub mod server;
 pub mod service;
+pub mod sticky;
 pub mod transport;
 pub mod wrr;
 

@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use super::server::Server;
+use super::sticky::StickyCookie;
 use super::transport::Transport;
 use super::wrr::Edf;
 
@@ -54,6 +55,8 @@ pub struct LoadBalancer {
     pub servers: Vec<Arc<Server>>,
     pub pass_host_header: bool,
     pub transport: Arc<Transport>,
+    /// Cookie pinning clients to a server, when `sticky.cookie` is set.
+    pub sticky: Option<StickyCookie>,
     pub(crate) schedule: Mutex<Edf>,
     pub(crate) fingerprint: String,
 }
@@ -61,8 +64,13 @@ pub struct LoadBalancer {
 impl LoadBalancer {
     /// The next server, or None when the balancer has no server to offer (503).
     pub fn pick(&self) -> Option<&Arc<Server>> {
+        self.pick_index().and_then(|i| self.servers.get(i))
+    }
+
+    /// Index of the next server.
+    pub fn pick_index(&self) -> Option<usize> {
         let mut schedule = self.schedule.lock().unwrap_or_else(|p| p.into_inner());
-        schedule.pick(|_| true).and_then(|i| self.servers.get(i))
+        schedule.pick(|_| true)
     }
 }
 
@@ -71,6 +79,8 @@ impl LoadBalancer {
 pub struct Weighted {
     pub name: String,
     pub children: Vec<Arc<Service>>,
+    /// Cookie pinning clients to a child, when `sticky.cookie` is set.
+    pub sticky: Option<StickyCookie>,
     pub(crate) schedule: Mutex<Edf>,
     pub(crate) fingerprint: String,
 }
@@ -78,8 +88,13 @@ pub struct Weighted {
 impl Weighted {
     /// The next child, or None when every weight is 0.
     pub fn pick(&self) -> Option<&Arc<Service>> {
+        self.pick_index().and_then(|i| self.children.get(i))
+    }
+
+    /// Index of the next child. Children of weight 0 are never picked here (only by cookie).
+    pub fn pick_index(&self) -> Option<usize> {
         let mut schedule = self.schedule.lock().unwrap_or_else(|p| p.into_inner());
-        schedule.pick(|_| true).and_then(|i| self.children.get(i))
+        schedule.pick(|_| true)
     }
 }
 
@@ -136,6 +151,7 @@ mod tests {
             servers: vec![],
             pass_host_header: true,
             transport: Transports::default().get(&TransportConfig::default()),
+            sticky: None,
             schedule: Mutex::new(Edf::new([])),
             fingerprint: String::new(),
         }))

@@ -59,7 +59,7 @@ mkdir -p "$work/dynamic"
   echo "          - url: \"http://$O1\""
   echo "          - url: \"http://$O2\""
 } > "$work/dynamic/bench.yaml"
-TOKIO_WORKER_THREADS=$WORKERS "$sluice" --entryPoints.web.address=$S \
+SLUICE_WORKERS=$WORKERS "$sluice" --entryPoints.web.address=$S \
   --providers.file.directory="$work/dynamic" --log.level=ERROR >"$work/sluice.log" 2>&1 & pids+=($!)
 
 # nginx

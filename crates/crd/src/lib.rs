@@ -1,1 +1,22 @@
-//! placeholder
+//! Traefik's Kubernetes CRD provider, reading manifests from files.
+//!
+//! * [`types`]: serde types of Traefik's CRD kinds (both API groups) and of
+//!   the Kubernetes core kinds the provider reads.
+//! * [`manifest`]: multi-document YAML parsing with located diagnostics.
+//! * [`options`]: the `providers.kubernetesCRD` static options.
+//! * [`translate`]: manifests -> dynamic configuration, exactly as
+//!   Traefik's CRD provider builds it.
+
+mod base64;
+pub mod manifest;
+pub mod types;
+
+pub use manifest::{is_manifest_text, parse_manifests, Manifest, Object, ParsedFile};
+mod labels;
+pub mod names;
+pub mod options;
+mod store;
+pub mod translate;
+
+pub use options::CrdOptions;
+pub use translate::{translate, Translation};

@@ -12,11 +12,11 @@ use sluice_config::static_config::StaticConfig;
 use sluice_config::{Diagnostic, Severity};
 use sluice_rules::Syntax;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 
 use crate::dataplane::entrypoint::{BindError, EntryPoint, EntryPointSettings};
 use crate::dataplane::forwarded::ForwardedPolicy;
 use crate::dataplane::request::Shared;
+use crate::dataplane::worker;
 use crate::provider::file::{self, FileProvider, Loaded};
 use crate::runtime::build::DEFAULT_PRECEDENCE;
 use crate::runtime::transport::Transports;
@@ -35,6 +35,8 @@ pub enum StartError {
     },
     #[error("no entry point is configured (add `entryPoints.NAME.address`)")]
     NoEntryPoint,
+    #[error("cannot start a worker thread: {0}")]
+    Worker(std::io::Error),
 }
 
 /// Runtime-builder settings derived from the static configuration.
@@ -97,7 +99,7 @@ pub struct Proxy {
     shared: Arc<Shared>,
     addresses: Vec<(String, SocketAddr)>,
     shutdown: watch::Sender<bool>,
-    entry_points: Vec<JoinHandle<()>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
     reload: mpsc::Sender<()>,
     _watcher: Option<notify::RecommendedWatcher>,
 }
@@ -108,6 +110,8 @@ impl Proxy {
         if config.entry_points.is_empty() {
             return Err(StartError::NoEntryPoint);
         }
+        let workers = worker::count();
+        // bound[i] holds entry point i's socket of every worker.
         let mut bound = Vec::new();
         for (name, ep) in &config.entry_points {
             let forwarded = ForwardedPolicy::new(
@@ -132,11 +136,11 @@ impl Proxy {
                     .as_std()
                     .unwrap_or(Duration::from_secs(10)),
             };
-            bound.push(EntryPoint::bind(settings).await?);
+            bound.push(EntryPoint::bind(settings, workers)?);
         }
 
         let settings = settings(config);
-        let transports = Arc::new(Transports::default());
+        let transports = Arc::new(Transports::new(workers));
         let mut provider = file_source(config).map(FileProvider::new);
         let first = build_next(&settings, provider.as_mut(), None, &transports, 1);
         let shared = Arc::new(Shared {
@@ -146,13 +150,24 @@ impl Proxy {
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut addresses = Vec::new();
-        let mut entry_points = Vec::new();
-        for (ep, name) in bound.into_iter().zip(config.entry_points.keys()) {
-            if let Ok(addr) = ep.local_addr() {
-                tracing::info!(entry_point = %name, address = %addr, "listening");
+        for (sockets, name) in bound.iter().zip(config.entry_points.keys()) {
+            if let Some(addr) = sockets.first().and_then(|s| s.local_addr().ok()) {
+                tracing::info!(entry_point = %name, address = %addr, workers, "listening");
                 addresses.push((name.clone(), addr));
             }
-            entry_points.push(tokio::spawn(ep.serve(shared.clone(), shutdown_rx.clone())));
+        }
+        // Deal the sockets out: worker w serves socket w of every entry point.
+        let mut per_worker: Vec<Vec<EntryPoint>> = (0..workers).map(|_| Vec::new()).collect();
+        for sockets in bound {
+            for (w, socket) in sockets.into_iter().enumerate() {
+                per_worker[w].push(socket);
+            }
+        }
+        let mut worker_threads = Vec::with_capacity(workers);
+        for (index, entry_points) in per_worker.into_iter().enumerate() {
+            let handle = worker::spawn(index, entry_points, shared.clone(), shutdown_rx.clone())
+                .map_err(StartError::Worker)?;
+            worker_threads.push(handle);
         }
 
         // Reloads come from the file watcher and from `reload()` (SIGHUP).
@@ -204,7 +219,7 @@ impl Proxy {
             shared,
             addresses,
             shutdown,
-            entry_points,
+            workers: worker_threads,
             reload,
             _watcher: watcher,
         })
@@ -229,9 +244,13 @@ impl Proxy {
     /// and returns when every entry point has stopped.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        for task in self.entry_points {
-            let _ = task.await;
-        }
+        let workers = self.workers;
+        let _ = tokio::task::spawn_blocking(move || {
+            for worker in workers {
+                let _ = worker.join();
+            }
+        })
+        .await;
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -26,10 +27,10 @@ pub struct EntryPointSettings {
     pub grace: Duration,
 }
 
-/// A bound entry point, ready to serve.
+/// A bound entry point, ready to serve: one listening socket, for one worker.
 pub struct EntryPoint {
     settings: EntryPointSettings,
-    listener: TcpListener,
+    listener: std::net::TcpListener,
 }
 
 /// Why an entry point could not start.
@@ -43,21 +44,40 @@ pub struct BindError {
 }
 
 impl EntryPoint {
-    /// Binds the entry point's address (`:8000` means every interface, as in Traefik).
-    pub async fn bind(settings: EntryPointSettings) -> Result<Self, BindError> {
-        let address = if settings.address.starts_with(':') {
+    /// Binds the entry point's address (`:8000` means every interface, as in Traefik) once per
+    /// worker. The sockets share the port through SO_REUSEPORT, so the kernel spreads new
+    /// connections over the workers and no worker ever hands a connection to another.
+    pub fn bind(settings: EntryPointSettings, workers: usize) -> Result<Vec<Self>, BindError> {
+        let fail = |source| BindError {
+            name: settings.name.clone(),
+            address: settings.address.clone(),
+            source,
+        };
+        let written = if settings.address.starts_with(':') {
             format!("0.0.0.0{}", settings.address)
         } else {
             settings.address.clone()
         };
-        let listener = TcpListener::bind(&address)
-            .await
-            .map_err(|source| BindError {
-                name: settings.name.clone(),
-                address: settings.address.clone(),
-                source,
+        let mut address: SocketAddr = std::net::ToSocketAddrs::to_socket_addrs(&written)
+            .map_err(fail)?
+            .next()
+            .ok_or_else(|| {
+                fail(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "no address",
+                ))
             })?;
-        Ok(Self { settings, listener })
+        let mut bound = Vec::with_capacity(workers);
+        for _ in 0..workers.max(1) {
+            let listener = listen(address).map_err(fail)?;
+            // With port 0 the first socket picks the port; the others join it.
+            address = listener.local_addr().map_err(fail)?;
+            bound.push(Self {
+                settings: settings.clone(),
+                listener,
+            });
+        }
+        Ok(bound)
     }
 
     /// The address actually bound (useful with port 0).
@@ -70,6 +90,13 @@ impl EntryPoint {
     pub async fn serve(self, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
         let EntryPoint { settings, listener } = self;
         let name: Arc<str> = Arc::from(settings.name.as_str());
+        let listener = match TcpListener::from_std(listener) {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::error!(entry_point = %name, %error, "cannot serve");
+                return;
+            }
+        };
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder.http1().timer(TokioTimer::new()).keep_alive(true);
         if let Some(limit) = settings.read_timeout {
@@ -97,6 +124,8 @@ impl EntryPoint {
             let connection = Arc::new(Connection {
                 entry_point: name.clone(),
                 peer,
+                peer_ip: http::HeaderValue::from_str(&peer.ip().to_string())
+                    .unwrap_or(http::HeaderValue::from_static("")),
                 trusted: settings.forwarded.trusts(peer.ip()),
                 tls: false,
             });
@@ -139,6 +168,21 @@ impl EntryPoint {
             tracing::warn!(entry_point = %name, grace = ?settings.grace, "grace period over; closing remaining connections");
         }
     }
+}
+
+/// A non-blocking listening socket with SO_REUSEADDR and SO_REUSEPORT.
+fn listen(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
 }
 
 /// Resolves once shutdown has been asked for (or the sender is gone).

@@ -5,6 +5,10 @@ use http::{header, HeaderMap, HeaderValue};
 /// Removes hop-by-hop headers. With `upgrade`, the upgrade request or answer keeps
 /// `Connection: Upgrade` and its `Upgrade` header so the tunnel can be set up end to end.
 pub fn remove(headers: &mut HeaderMap, upgrade: Option<HeaderValue>) {
+    // Most messages carry none of these: one pass over the names avoids a dozen hash lookups.
+    if upgrade.is_none() && !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         let listed: Vec<String> = headers
             .get_all(header::CONNECTION)
@@ -45,6 +49,21 @@ pub fn remove(headers: &mut HeaderMap, upgrade: Option<HeaderValue>) {
         headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
         headers.insert(header::UPGRADE, protocol);
     }
+}
+
+fn is_hop_by_hop(name: &http::HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "proxy-connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
 }
 
 /// The protocol a request asks to switch to (`Connection: upgrade` + `Upgrade: x`).

@@ -89,7 +89,7 @@ pub async fn serve(
 /// A request to replay to every chosen mirror.
 struct MirrorCopy {
     head: Request<()>,
-    path_and_query: String,
+    path_and_query: http::uri::PathAndQuery,
     host: http::HeaderValue,
     body: Bytes,
 }

@@ -9,3 +9,4 @@ pub mod hop_by_hop;
 pub mod mirror;
 pub mod request;
 pub mod upstream;
+pub mod worker;

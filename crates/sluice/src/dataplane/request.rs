@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
+use http::uri::PathAndQuery;
 use http::{header, HeaderMap, HeaderValue, Request, Response, Uri};
 use hyper::body::Incoming;
 use sluice_rules::{canonical_host, routing_path, sanitize_path, RequestInfo};
@@ -37,6 +38,8 @@ pub struct Shared {
 pub struct Connection {
     pub entry_point: Arc<str>,
     pub peer: SocketAddr,
+    /// The peer's IP as a header value, for X-Forwarded-For and X-Real-Ip.
+    pub peer_ip: HeaderValue,
     /// Whether this client's X-Forwarded-* headers are believed.
     pub trusted: bool,
     pub tls: bool,
@@ -96,9 +99,17 @@ async fn route_and_forward(
     };
     tracing::trace!(router = %router.name, "matched");
 
-    let path_and_query = match query {
-        Some(q) => format!("{}?{q}", target.path),
-        None => target.path.into_owned(),
+    // Reuse the request's own path and query unless sanitising changed the path.
+    let path_and_query = match (&target.path, request.uri().path_and_query()) {
+        (Cow::Borrowed(_), Some(original)) => original.clone(),
+        _ => {
+            let text = match query {
+                Some(q) => format!("{}?{q}", target.path),
+                None => target.path.into_owned(),
+            };
+            PathAndQuery::try_from(text)
+                .map_err(|e| ProxyError::BadRequest(format!("path cannot be forwarded: {e}")))?
+        }
     };
     let raw_host = target.raw_host;
     let upgrade = hop_by_hop::upgrade_protocol(request.headers());
@@ -108,7 +119,7 @@ async fn route_and_forward(
     forwarded::apply(
         request.headers_mut(),
         &Origin {
-            client_ip: connection.peer.ip(),
+            client_ip: &connection.peer_ip,
             trusted: connection.trusted,
             tls: connection.tls,
             websocket,

@@ -17,7 +17,7 @@ use crate::runtime::service::LoadBalancer;
 pub struct Outgoing {
     pub request: Request<ProxyBody>,
     /// Path and query to send (sanitised by the entry point).
-    pub path_and_query: String,
+    pub path_and_query: PathAndQuery,
     /// The Host the client asked for.
     pub host: HeaderValue,
     /// For an upgrade request: the protocol and the client side of the future tunnel.
@@ -38,16 +38,14 @@ pub async fn forward(
     } = outgoing;
 
     let path_and_query = match &server.base_path {
-        Some(base) => format!("{base}{path_and_query}"),
+        Some(base) => PathAndQuery::try_from(format!("{base}{path_and_query}"))
+            .map_err(|e| ProxyError::BadRequest(format!("path cannot be forwarded: {e}")))?,
         None => path_and_query,
     };
     let uri = Uri::builder()
         .scheme(Scheme::HTTP)
         .authority(server.authority.clone())
-        .path_and_query(
-            PathAndQuery::try_from(path_and_query)
-                .map_err(|e| ProxyError::BadRequest(format!("path cannot be forwarded: {e}")))?,
-        )
+        .path_and_query(path_and_query)
         .build()
         .map_err(|e| ProxyError::Internal(format!("upstream URI: {e}")))?;
     *request.uri_mut() = uri;

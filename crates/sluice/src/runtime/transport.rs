@@ -14,6 +14,8 @@ use serde::Deserialize;
 use sluice_config::GoDuration;
 
 use crate::dataplane::body::ProxyBody;
+use crate::dataplane::worker;
+use crate::runtime::server::Protocol;
 
 /// The subset of Traefik's `serversTransports` entry that plain-TCP origins use.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -36,17 +38,24 @@ pub struct ForwardingTimeouts {
     pub idle_conn_timeout: Option<GoDuration>,
 }
 
-/// A connection pool to origins plus the timeouts that apply to requests through it.
+/// Connection pools to origins plus the timeouts that apply to requests through them.
 #[derive(Debug)]
 pub struct Transport {
-    http1: Client<HttpConnector, ProxyBody>,
-    h2c: Client<HttpConnector, ProxyBody>,
+    /// One pair of pools per worker, so a pooled connection is always used by the thread that
+    /// drives it.
+    pools: Vec<Pools>,
     /// Time allowed between sending the request and receiving response headers (None: unlimited).
     pub response_header_timeout: Option<Duration>,
 }
 
+#[derive(Debug)]
+struct Pools {
+    http1: Client<HttpConnector, ProxyBody>,
+    h2c: Client<HttpConnector, ProxyBody>,
+}
+
 impl Transport {
-    fn new(config: &TransportConfig) -> Self {
+    fn new(config: &TransportConfig, workers: usize) -> Self {
         let timeouts = &config.forwarding_timeouts;
         let dial = timeouts
             .dial_timeout
@@ -73,23 +82,24 @@ impl Transport {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(idle)
             .pool_max_idle_per_host(max_idle);
-        let http1 = builder.build(connector.clone());
-        let h2c = builder.clone().http2_only(true).build(connector);
+        let pools = (0..workers.max(1))
+            .map(|_| Pools {
+                http1: builder.build(connector.clone()),
+                h2c: builder.clone().http2_only(true).build(connector.clone()),
+            })
+            .collect();
         Self {
-            http1,
-            h2c,
+            pools,
             response_header_timeout: timeouts.response_header_timeout.and_then(|d| d.as_std()),
         }
     }
 
-    /// The client for a server protocol.
-    pub fn client(
-        &self,
-        protocol: crate::runtime::server::Protocol,
-    ) -> &Client<HttpConnector, ProxyBody> {
+    /// The client of the current worker for a server protocol.
+    pub fn client(&self, protocol: Protocol) -> &Client<HttpConnector, ProxyBody> {
+        let pools = &self.pools[worker::current() % self.pools.len()];
         match protocol {
-            crate::runtime::server::Protocol::Http => &self.http1,
-            crate::runtime::server::Protocol::H2c => &self.h2c,
+            Protocol::Http => &pools.http1,
+            Protocol::H2c => &pools.h2c,
         }
     }
 }
@@ -98,15 +108,24 @@ impl Transport {
 #[derive(Debug, Default)]
 pub struct Transports {
     by_config: Mutex<HashMap<String, Arc<Transport>>>,
+    workers: usize,
 }
 
 impl Transports {
+    /// Transports for `workers` workers.
+    pub fn new(workers: usize) -> Self {
+        Self {
+            by_config: Mutex::default(),
+            workers,
+        }
+    }
+
     /// The transport for this configuration, reusing an existing pool when one matches.
     pub fn get(&self, config: &TransportConfig) -> Arc<Transport> {
         let key = format!("{config:?}");
         let mut map = self.by_config.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(key)
-            .or_insert_with(|| Arc::new(Transport::new(config)))
+            .or_insert_with(|| Arc::new(Transport::new(config, self.workers)))
             .clone()
     }
 

@@ -1,0 +1,156 @@
+//! Manifests -> dynamic configuration, as Traefik's CRD provider builds it
+//! (`loadConfigurationFromCRD`): element names are unqualified (no
+//! `@kubernetescrd`), defaults are the provider's.
+
+mod error;
+mod http;
+mod middlewares;
+mod refs;
+mod servers;
+mod services;
+mod tls;
+mod transports;
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+use sluice_config::dynamic::{Configuration, HttpConfiguration};
+use sluice_config::Diagnostic;
+
+use crate::manifest::Manifest;
+use crate::options::CrdOptions;
+use crate::store::Store;
+
+pub use error::{BuildError, Located, RefError};
+pub use refs::PROVIDER_NAME;
+pub use servers::{join_host_port, service_protocol};
+
+/// The result of a translation.
+#[derive(Debug, Clone, Default)]
+pub struct Translation {
+    /// The provider's configuration, with unqualified names.
+    pub config: Configuration,
+    /// Everything skipped or adjusted, located in the manifests.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Translates manifests into the dynamic configuration. A broken route or
+/// resource is skipped with a diagnostic; everything else translates.
+pub fn translate(manifests: &[Manifest], options: &CrdOptions) -> Translation {
+    let mut diags = Vec::new();
+    let store = Store::new(manifests, options, &mut diags);
+
+    let mut certs = tls::Certificates::default();
+    let stores = tls::build_tls_stores(&store, &mut certs, &mut diags);
+
+    let mut http = HttpConfiguration::default();
+    http::load_ingress_routes(&store, options, &mut http, &mut certs, &mut diags);
+    let tls_options = tls::build_tls_options(&store, &mut diags);
+
+    http.middlewares =
+        middlewares::build_middlewares(&store, options, &mut http.services, &mut diags);
+    let tcp_middlewares = middlewares::build_middleware_tcps(&store);
+
+    // Traefik builds TraefikServices without nativeLBByDefault and without
+    // the cluster-scope switch.
+    for item in &store.traefik_services {
+        let mut builder = services::ServiceBuilder {
+            store: &store,
+            options,
+            native_lb_by_default: false,
+            disable_cluster_scope: false,
+            warnings: &mut diags,
+        };
+        if let Err(e) = builder.build_traefik_service(item.obj, &mut http.services) {
+            diags.push(
+                located_diag(
+                    item.manifest,
+                    &e.field,
+                    format!("{}; TraefikService skipped", e.error),
+                )
+                .with_resource(item.manifest.resource()),
+            );
+        }
+    }
+    http.servers_transports = transports::build_servers_transports(&store, &mut diags);
+    let tcp_transports = transports::build_servers_transport_tcps(&store, &mut diags);
+
+    let mut tcp = serde_json::Map::new();
+    tcp.insert("middlewares".into(), json!(tcp_middlewares));
+    tcp.insert("serversTransports".into(), json!(tcp_transports));
+
+    let mut tls_section = serde_json::Map::new();
+    let cert_list = certs.into_list();
+    if !cert_list.is_empty() {
+        tls_section.insert("certificates".into(), Value::Array(cert_list));
+    }
+    if !tls_options.is_empty() {
+        tls_section.insert("options".into(), json!(tls_options));
+    }
+    if !stores.is_empty() {
+        tls_section.insert("stores".into(), json!(stores));
+    }
+
+    Translation {
+        config: Configuration {
+            http: Some(http),
+            tcp: non_empty(tcp),
+            udp: None,
+            tls: (!tls_section.is_empty()).then_some(Value::Object(tls_section)),
+        },
+        diagnostics: diags,
+    }
+}
+
+/// Drops the empty maps of a section; `None` when nothing is left.
+fn non_empty(section: serde_json::Map<String, Value>) -> Option<Value> {
+    let kept: serde_json::Map<String, Value> = section
+        .into_iter()
+        .filter(|(_, v)| v.as_object().is_none_or(|o| !o.is_empty()))
+        .collect();
+    (!kept.is_empty()).then_some(Value::Object(kept))
+}
+
+/// A diagnostic located at a manifest, with a field path inside it.
+pub(crate) fn located_diag(manifest: &Manifest, field: &str, message: String) -> Diagnostic {
+    let mut d = Diagnostic::error(message).with_file(&manifest.file);
+    d.line = Some(manifest.line);
+    if !field.is_empty() {
+        d = d.with_field(field);
+    }
+    d
+}
+
+/// Annotation carrying the (deprecated) ingress class.
+const INGRESS_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
+
+/// Whether a route resource belongs to this provider: its class is
+/// `spec.ingressClassName`, else the deprecated annotation; processed when
+/// equal to the provider's class, or when the provider has none and the
+/// class is empty or `traefik`.
+pub(crate) fn class_matches(
+    options: &CrdOptions,
+    spec_class: Option<&str>,
+    annotations: &BTreeMap<String, String>,
+    manifest: &Manifest,
+    diags: &mut Vec<Diagnostic>,
+) -> bool {
+    let class = match spec_class {
+        Some(c) => c.to_string(),
+        None => match annotations.get(INGRESS_CLASS_ANNOTATION) {
+            Some(a) if !a.is_empty() => {
+                let mut d = located_diag(
+                    manifest,
+                    "metadata.annotations",
+                    format!("annotation `{INGRESS_CLASS_ANNOTATION}` is deprecated, use spec.ingressClassName"),
+                )
+                .with_resource(manifest.resource());
+                d.severity = sluice_config::Severity::Warning;
+                diags.push(d);
+                a.clone()
+            }
+            _ => String::new(),
+        },
+    };
+    options.ingress_class == class || (options.ingress_class.is_empty() && class == "traefik")
+}

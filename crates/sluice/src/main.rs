@@ -78,16 +78,27 @@ enum Command {
     },
     /// Start Sluice on the bundled example together with its two demo origins.
     Demo {
-        /// Directory of the example (static `sluice.yaml` plus a `dynamic/` folder).
-        #[arg(long, default_value = "examples/demo")]
+        /// Directory of the example: a static `sluice.yaml`, the configuration it points at, and
+        /// a `TRY` file of commands to print.
+        #[arg(long, default_value = "examples/tutorial")]
         dir: PathBuf,
     },
+}
+
+#[derive(clap::Args, Debug)]
+struct DumpArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Print one provider's own output (`file`, `kubernetescrd`), with names as that provider
+    /// writes them, instead of the merged configuration with `@provider` names.
+    #[arg(long)]
+    provider: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
 enum ConfigCommand {
     /// Print the dynamic configuration as JSON, in Traefik's schema.
-    Dump(ConfigArgs),
+    Dump(DumpArgs),
 }
 
 fn main() -> ExitCode {
@@ -150,12 +161,22 @@ async fn dispatch(cli: Cli, flags: Vec<(String, String)>) -> anyhow::Result<Exit
         Some(Command::Config {
             command: ConfigCommand::Dump(args),
         }) => {
-            let config = load_static(&args, &flags)?;
-            let (_, loaded, _) = proxy::load_once(&config);
+            let config = load_static(&args.config, &flags)?;
+            let (_, loaded, _) = proxy::load_once(&config)?;
             for diagnostic in &loaded.diagnostics {
                 eprintln!("{diagnostic}");
             }
-            println!("{}", serde_json::to_string_pretty(&loaded.config)?);
+            let output = match &args.provider {
+                None => &loaded.config,
+                Some(name) => match loaded.providers.get(name) {
+                    Some(config) => config,
+                    None => bail!(
+                        "provider `{name}` produced nothing (providers with output: {})",
+                        loaded.providers.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                },
+            };
+            println!("{}", serde_json::to_string_pretty(output)?);
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Demo { dir }) => demo(&dir, &flags).await,
@@ -227,7 +248,13 @@ fn explain_command(
             return Ok(ExitCode::from(2));
         }
     };
-    let (runtime, loaded, diagnostics) = proxy::load_once(&config);
+    let (runtime, loaded, diagnostics) = match proxy::load_once(&config) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("sluice: {error}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     let mut broken = false;
     for diagnostic in loaded.diagnostics.iter().chain(&diagnostics) {
         eprintln!("{diagnostic}");
@@ -252,11 +279,19 @@ fn explain_command(
                 .with_context(|| format!("bad header value in `{header}`"))?,
         );
     }
+    let mut uri: http::Uri = url.parse().with_context(|| format!("bad URL `{url}`"))?;
+    // An explicit Host header says which host is meant; the URL then only gives the path, as
+    // with `curl -H 'Host: x' http://127.0.0.1:8000/path`.
+    if header_map.contains_key(http::header::HOST) {
+        if let Some(path) = uri.path_and_query().cloned() {
+            uri = http::Uri::from(path);
+        }
+    }
     let question = Question {
         entry_point: &entry_point,
         method: http::Method::from_bytes(method.as_bytes())
             .with_context(|| format!("bad method `{method}`"))?,
-        uri: url.parse().with_context(|| format!("bad URL `{url}`"))?,
+        uri,
         headers: header_map,
         client_ip: Some(client_ip),
     };
@@ -277,7 +312,13 @@ fn check(args: &ConfigArgs, flags: &[(String, String)]) -> anyhow::Result<ExitCo
             return Ok(ExitCode::FAILURE);
         }
     };
-    let (runtime, loaded, diagnostics) = proxy::load_once(&config);
+    let (runtime, loaded, diagnostics) = match proxy::load_once(&config) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            println!("{error}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
     let mut errors = 0;
     for diagnostic in loaded.diagnostics.iter().chain(&diagnostics) {
         println!("{diagnostic}");
@@ -297,7 +338,7 @@ fn check(args: &ConfigArgs, flags: &[(String, String)]) -> anyhow::Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
-/// The bundled example: two whoami origins plus Sluice on `examples/demo`.
+/// The bundled example (the canary tutorial by default): two whoami origins plus Sluice.
 async fn demo(dir: &Path, flags: &[(String, String)]) -> anyhow::Result<ExitCode> {
     let static_file = dir.join("sluice.yaml");
     if !static_file.exists() {
@@ -321,18 +362,13 @@ async fn demo(dir: &Path, flags: &[(String, String)]) -> anyhow::Result<ExitCode
         .map(|(_, addr)| addr.to_string())
         .unwrap_or_default();
     println!("Sluice is serving {} on http://{web}", dir.display());
-    println!("Try:");
-    println!("  for i in $(seq 9); do curl -s http://{web}/ | head -1; done   # weighted 1:2, app-v1 once in every three");
-    println!("  curl -s -H 'Host: v1.localhost' http://{web}/                   # Host rule -> app-v1 only");
-    println!("  curl -s http://{web}/mirror | head -1                           # app-v1 answers; 10% copied to app-v2");
-    println!(
-        "  sluice explain --config {} GET http://{web}/",
-        static_file.display()
-    );
-    println!(
-        "Edit {}/dynamic/*.yaml: changes apply without a restart. Ctrl-C stops.",
-        dir.display()
-    );
+    if let Ok(lines) = std::fs::read_to_string(dir.join("TRY")) {
+        println!("Try:");
+        for line in lines.lines() {
+            println!("  {}", line.replace("{web}", &web));
+        }
+    }
+    println!("Edit the files under {}: changes apply without a restart. Ctrl-C stops.", dir.display());
     serve_until_signal(proxy).await
 }
 

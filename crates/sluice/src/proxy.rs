@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 use http::HeaderValue;
 use sluice_config::static_config::StaticConfig;
 use sluice_config::{Diagnostic, Severity};
+use sluice_crd::CrdOptions;
 use sluice_rules::Syntax;
 use tokio::sync::{mpsc, watch};
 
@@ -35,6 +36,8 @@ pub enum StartError {
     },
     #[error("no entry point is configured (add `entryPoints.NAME.address`)")]
     NoEntryPoint,
+    #[error("{field}: {reason}")]
+    Provider { field: &'static str, reason: String },
     #[error("cannot start a worker thread: {0}")]
     Worker(std::io::Error),
 }
@@ -75,14 +78,28 @@ pub fn file_source(config: &StaticConfig) -> Option<PathBuf> {
     file.directory.clone().or_else(|| file.filename.clone())
 }
 
+/// The `providers.kubernetesCRD` options (defaults when the section is absent).
+pub fn crd_options(config: &StaticConfig) -> Result<CrdOptions, StartError> {
+    match &config.providers.kubernetes_crd {
+        None | Some(serde_json::Value::Null) => Ok(CrdOptions::default()),
+        Some(value) => serde_json::from_value(value.clone()).map_err(|e| StartError::Provider {
+            field: "providers.kubernetesCRD",
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// The file provider of a static configuration, if one is configured.
+pub fn file_provider(config: &StaticConfig) -> Result<Option<FileProvider>, StartError> {
+    let crd = crd_options(config)?;
+    Ok(file_source(config).map(|source| FileProvider::new(source, crd)))
+}
+
 /// Loads the dynamic configuration once and builds a runtime from it (for `explain`/`check`).
-pub fn load_once(config: &StaticConfig) -> (Runtime, Loaded, Vec<Diagnostic>) {
-    let loaded = match file_source(config) {
-        Some(source) => FileProvider::new(source).load(),
-        None => Loaded {
-            config: Default::default(),
-            diagnostics: Vec::new(),
-        },
+pub fn load_once(config: &StaticConfig) -> Result<(Runtime, Loaded, Vec<Diagnostic>), StartError> {
+    let loaded = match file_provider(config)? {
+        Some(mut provider) => provider.load(),
+        None => Loaded::empty(),
     };
     let (runtime, diagnostics) = runtime::build(
         &settings(config),
@@ -91,7 +108,7 @@ pub fn load_once(config: &StaticConfig) -> (Runtime, Loaded, Vec<Diagnostic>) {
         &Transports::default(),
         1,
     );
-    (runtime, loaded, diagnostics)
+    Ok((runtime, loaded, diagnostics))
 }
 
 /// A started Sluice.
@@ -141,7 +158,7 @@ impl Proxy {
 
         let settings = settings(config);
         let transports = Arc::new(Transports::new(workers));
-        let mut provider = file_source(config).map(FileProvider::new);
+        let mut provider = file_provider(config)?;
         let first = build_next(&settings, provider.as_mut(), None, &transports, 1);
         let shared = Arc::new(Shared {
             runtime: ArcSwap::from_pointee(first),
@@ -264,10 +281,7 @@ fn build_next(
 ) -> Runtime {
     let loaded = match provider {
         Some(provider) => provider.load(),
-        None => Loaded {
-            config: Default::default(),
-            diagnostics: Vec::new(),
-        },
+        None => Loaded::empty(),
     };
     let (runtime, diagnostics) =
         runtime::build(settings, &loaded.config, previous, transports, generation);

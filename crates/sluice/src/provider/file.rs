@@ -1,41 +1,73 @@
-//! The file provider: a directory (or one file) of dynamic configuration, hot reloaded.
+//! The file provider: a directory (or one file) of configuration, hot reloaded.
+//!
+//! A file holds either Traefik dynamic configuration (YAML or TOML) or Kubernetes manifests
+//! (multi-document YAML with `apiVersion`/`kind`). Dynamic configuration is registered under
+//! `@file`; manifests are translated exactly as Traefik's CRD provider translates them from a
+//! cluster and registered under `@kubernetescrd`, so references between the two work as they do
+//! in Traefik.
 //!
 //! Every file is parsed on its own. A file that fails to parse is reported with its position and
 //! the provider keeps using that file's last good content, so one bad save never takes routes
 //! away; a file never parsed successfully contributes nothing.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
 use sluice_config::dynamic::Configuration;
 use sluice_config::{file as config_file, Diagnostic, Severity};
+use sluice_crd::{CrdOptions, Manifest};
 use tokio::sync::mpsc;
 
-/// Name of this provider in qualified names (`app@file`).
+/// Provider name of dynamic-configuration files (`app@file`).
 pub const PROVIDER: &str = "file";
+/// Provider name of translated Kubernetes manifests (`default-app-80@kubernetescrd`).
+pub const CRD_PROVIDER: &str = "kubernetescrd";
 
 /// The result of reading the provider's files.
 #[derive(Debug)]
 pub struct Loaded {
-    /// Qualified configuration (`@file` names).
+    /// Qualified configuration of every provider, merged.
     pub config: Configuration,
+    /// Each provider's own output, unqualified, as Traefik's providers produce it.
+    pub providers: BTreeMap<String, Configuration>,
     pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Loaded {
+    /// Nothing loaded.
+    pub fn empty() -> Self {
+        Self {
+            config: Configuration::default(),
+            providers: BTreeMap::new(),
+            diagnostics: Vec::new(),
+        }
+    }
+}
+
+/// What one file contributed the last time it parsed.
+#[derive(Debug, Clone)]
+enum Content {
+    Dynamic(Configuration),
+    Manifests(Vec<Manifest>),
 }
 
 /// Reads and watches a configuration directory or file.
 #[derive(Debug)]
 pub struct FileProvider {
     source: PathBuf,
-    last_good: HashMap<PathBuf, Configuration>,
+    crd: CrdOptions,
+    last_good: HashMap<PathBuf, Content>,
 }
 
 impl FileProvider {
-    /// A provider over `source`, a directory (read recursively) or a single file.
-    pub fn new(source: impl Into<PathBuf>) -> Self {
+    /// A provider over `source`, a directory (read recursively) or a single file; `crd` are the
+    /// `providers.kubernetesCRD` options applied to manifests.
+    pub fn new(source: impl Into<PathBuf>, crd: CrdOptions) -> Self {
         Self {
             source: source.into(),
+            crd,
             last_good: HashMap::new(),
         }
     }
@@ -60,42 +92,85 @@ impl FileProvider {
             vec![self.source.clone()]
         };
 
-        let mut parsed = Vec::with_capacity(files.len());
+        let mut dynamic = Vec::new();
+        let mut manifests = Vec::new();
+        let mut seen = Vec::with_capacity(files.len());
         for path in files {
-            let result = match std::fs::read_to_string(&path) {
-                Ok(text) => config_file::parse_file(&path, &text),
-                Err(error) => Err(io_error(&path, &error)),
+            let content = match std::fs::read_to_string(&path) {
+                Ok(text) => self.parse(&path, &text, &mut diagnostics),
+                Err(error) => {
+                    diagnostics.push(io_error(&path, &error));
+                    None
+                }
             };
-            match result {
-                Ok(config) => {
-                    self.last_good.insert(path.clone(), config.clone());
-                    parsed.push((path, config));
+            let content = match content {
+                Some(content) => {
+                    self.last_good.insert(path.clone(), content.clone());
+                    Some(content)
                 }
-                Err(mut diagnostic) => {
-                    if let Some(previous) = self.last_good.get(&path) {
-                        diagnostic.message = format!(
-                            "{} (the previous content of this file stays in use)",
-                            diagnostic.message
-                        );
-                        parsed.push((path, previous.clone()));
-                    } else {
-                        diagnostic.message =
-                            format!("{} (this file is skipped)", diagnostic.message);
+                None => {
+                    let previous = self.last_good.get(&path).cloned();
+                    if let Some(last) = diagnostics.last_mut() {
+                        let note = if previous.is_some() {
+                            " (the previous content of this file stays in use)"
+                        } else {
+                            " (this file is skipped)"
+                        };
+                        last.message.push_str(note);
                     }
-                    diagnostics.push(diagnostic);
+                    previous
                 }
+            };
+            match content {
+                Some(Content::Dynamic(config)) => dynamic.push((path.clone(), config)),
+                Some(Content::Manifests(found)) => manifests.extend(found),
+                None => {}
             }
+            seen.push(path);
         }
         // Forget files that were deleted.
-        self.last_good
-            .retain(|path, _| parsed.iter().any(|(p, _)| p == path));
+        self.last_good.retain(|path, _| seen.contains(path));
 
-        let (mut config, merge_diagnostics) = config_file::merge(parsed);
+        let (mut file_config, merge_diagnostics) = config_file::merge(dynamic);
         diagnostics.extend(merge_diagnostics);
-        config_file::apply_defaults(&mut config);
+        config_file::apply_defaults(&mut file_config);
+        let mut providers = BTreeMap::new();
+        providers.insert(PROVIDER.to_owned(), file_config.clone());
+        let mut config = super::qualify(file_config, PROVIDER);
+        if !manifests.is_empty() {
+            let translation = sluice_crd::translate(&manifests, &self.crd);
+            diagnostics.extend(translation.diagnostics);
+            providers.insert(CRD_PROVIDER.to_owned(), translation.config.clone());
+            super::merge(&mut config, super::qualify(translation.config, CRD_PROVIDER));
+        }
         Loaded {
-            config: super::qualify(config, PROVIDER),
+            config,
+            providers,
             diagnostics,
+        }
+    }
+
+    /// Parses one file; None when it cannot be used at all (the reason is in `diagnostics`).
+    fn parse(&self, path: &Path, text: &str, diagnostics: &mut Vec<Diagnostic>) -> Option<Content> {
+        let yaml = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"));
+        if yaml && sluice_crd::is_manifest_text(text) {
+            let parsed = sluice_crd::parse_manifests(path, text);
+            for kind in &parsed.ignored {
+                tracing::debug!(file = %path.display(), "ignoring {kind}: not a kind Sluice reads");
+            }
+            let failed = parsed.manifests.is_empty() && parsed.diagnostics.iter().any(|d| d.severity == Severity::Error);
+            diagnostics.extend(parsed.diagnostics);
+            return (!failed).then_some(Content::Manifests(parsed.manifests));
+        }
+        match config_file::parse_file(path, text) {
+            Ok(config) => Some(Content::Dynamic(config)),
+            Err(diagnostic) => {
+                diagnostics.push(diagnostic);
+                None
+            }
         }
     }
 

@@ -63,6 +63,27 @@ pub fn qualify(mut config: Configuration, provider: &str) -> Configuration {
     config
 }
 
+/// Adds the qualified configuration `other` to `into`. Names carry their provider, so the two
+/// cannot collide.
+pub fn merge(into: &mut Configuration, other: Configuration) {
+    if let Some(theirs) = other.http {
+        let ours = into.http.get_or_insert_with(Default::default);
+        ours.routers.extend(theirs.routers);
+        ours.services.extend(theirs.services);
+        ours.middlewares.extend(theirs.middlewares);
+        ours.servers_transports.extend(theirs.servers_transports);
+    }
+    if into.tcp.is_none() {
+        into.tcp = other.tcp;
+    }
+    if into.udp.is_none() {
+        into.udp = other.udp;
+    }
+    if into.tls.is_none() {
+        into.tls = other.tls;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -172,7 +172,12 @@ async fn dispatch(cli: Cli, flags: Vec<(String, String)>) -> anyhow::Result<Exit
                     Some(config) => config,
                     None => bail!(
                         "provider `{name}` produced nothing (providers with output: {})",
-                        loaded.providers.keys().cloned().collect::<Vec<_>>().join(", ")
+                        loaded
+                            .providers
+                            .keys()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 },
             };
@@ -368,7 +373,10 @@ async fn demo(dir: &Path, flags: &[(String, String)]) -> anyhow::Result<ExitCode
             println!("  {}", line.replace("{web}", &web));
         }
     }
-    println!("Edit the files under {}: changes apply without a restart. Ctrl-C stops.", dir.display());
+    println!(
+        "Edit the files under {}: changes apply without a restart. Ctrl-C stops.",
+        dir.display()
+    );
     serve_until_signal(proxy).await
 }
 

@@ -141,7 +141,10 @@ impl FileProvider {
             let translation = sluice_crd::translate(&manifests, &self.crd);
             diagnostics.extend(translation.diagnostics);
             providers.insert(CRD_PROVIDER.to_owned(), translation.config.clone());
-            super::merge(&mut config, super::qualify(translation.config, CRD_PROVIDER));
+            super::merge(
+                &mut config,
+                super::qualify(translation.config, CRD_PROVIDER),
+            );
         }
         Loaded {
             config,
@@ -161,7 +164,11 @@ impl FileProvider {
             for kind in &parsed.ignored {
                 tracing::debug!(file = %path.display(), "ignoring {kind}: not a kind Sluice reads");
             }
-            let failed = parsed.manifests.is_empty() && parsed.diagnostics.iter().any(|d| d.severity == Severity::Error);
+            let failed = parsed.manifests.is_empty()
+                && parsed
+                    .diagnostics
+                    .iter()
+                    .any(|d| d.severity == Severity::Error);
             diagnostics.extend(parsed.diagnostics);
             return (!failed).then_some(Content::Manifests(parsed.manifests));
         }

@@ -7,6 +7,7 @@
 
 pub mod dataplane;
 pub mod explain;
+pub mod middleware;
 pub mod provider;
 pub mod proxy;
 pub mod runtime;

@@ -413,3 +413,29 @@ fn priority_conformance_through_explain() {
     }
     println!("priority conformance via explain: {passed} passed");
 }
+
+const SIMPLE_TOML: &str = r#"
+[http.routers.api]
+rule = "Host(`api.example.com`) && PathPrefix(`/v1`)"
+service = "api"
+
+[http.services.api.loadBalancer]
+[[http.services.api.loadBalancer.servers]]
+url = "http://10.0.0.1:8080"
+"#;
+
+#[test]
+fn a_toml_dynamic_file_routes_like_its_yaml_twin() {
+    let yaml = dir_with(&[("simple.yaml", SIMPLE)]);
+    let toml = dir_with(&[("simple.toml", SIMPLE_TOML)]);
+    let mut answers = Vec::new();
+    for dir in [yaml.path(), toml.path()] {
+        let [ep, provider] = flags(dir);
+        let out = sluice(&["explain", &ep, &provider, "--json", "GET", "http://api.example.com/v1/users"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let answer: Value = serde_json::from_slice(&out.stdout).expect("json");
+        answers.push((answer["router"].clone(), answer["server"].clone(), answer["priority"].clone()));
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[0].1, "http://10.0.0.1:8080");
+}

@@ -3,11 +3,12 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// `metadata` of every Kubernetes object (the fields Sluice looks at;
 /// anything else, such as `managedFields`, is accepted and ignored).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectMeta {
     /// Object name; may be empty when `generateName` is used.
@@ -46,7 +47,7 @@ impl ObjectMeta {
 }
 
 /// Kubernetes `IntOrString`: a port given as a number or as a port name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum IntOrString {
     /// A number.

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -13,7 +14,7 @@ use super::meta::{IntOrString, ObjectMeta};
 use super::null_default;
 
 /// A `name` + optional `namespace` reference to another object.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectReference {
     /// Referenced object name (`x@provider` for a cross-provider reference
@@ -26,7 +27,7 @@ pub struct ObjectReference {
 }
 
 /// `IngressRoute`: HTTP routers.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct IngressRoute {
     /// Object metadata.
     #[serde(default)]
@@ -37,7 +38,7 @@ pub struct IngressRoute {
 }
 
 /// `IngressRoute.spec`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IngressRouteSpec {
     /// Ingress class; takes precedence over the deprecated annotation.
@@ -58,7 +59,7 @@ pub struct IngressRouteSpec {
 }
 
 /// One route of an IngressRoute.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Route {
     /// Rule, e.g. ``Host(`a.com`)``.
@@ -85,7 +86,7 @@ pub struct Route {
 }
 
 /// `routes[].observability`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RouterObservability {
     /// Access logs on/off.
@@ -103,7 +104,7 @@ pub struct RouterObservability {
 }
 
 /// `IngressRoute.spec.tls`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Tls {
     /// Secret holding `tls.crt` / `tls.key`, same namespace.
@@ -124,7 +125,7 @@ pub struct Tls {
 }
 
 /// A certificate domain: main name plus SANs.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Domain {
     /// Main domain.
@@ -141,7 +142,7 @@ pub struct Domain {
 
 /// A service reference with its load-balancing options (`LoadBalancerSpec`
 /// in Traefik): a Kubernetes Service or a TraefikService.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LoadBalancerSpec {
     /// Service name (`x@provider` for TraefikService cross-provider refs).
@@ -195,7 +196,7 @@ pub struct LoadBalancerSpec {
 }
 
 /// `sticky`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Sticky {
     /// Cookie stickiness.
@@ -204,7 +205,7 @@ pub struct Sticky {
 }
 
 /// `sticky.cookie`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Cookie {
     /// Cookie name.
@@ -231,7 +232,7 @@ pub struct Cookie {
 }
 
 /// `responseForwarding`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResponseForwarding {
     /// Duration string (or integer seconds).
@@ -240,7 +241,7 @@ pub struct ResponseForwarding {
 }
 
 /// `healthCheck` of a service reference.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServerHealthCheck {
     /// Scheme override.
@@ -282,7 +283,7 @@ pub struct ServerHealthCheck {
 }
 
 /// `passiveHealthCheck`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PassiveServerHealthCheck {
     /// Window in which failures are counted.
@@ -294,7 +295,7 @@ pub struct PassiveServerHealthCheck {
 }
 
 /// `TraefikService`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TraefikService {
     /// Object metadata.
     #[serde(default)]
@@ -305,7 +306,7 @@ pub struct TraefikService {
 }
 
 /// `TraefikService.spec`: exactly one type.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TraefikServiceSpec {
     /// Weighted round robin.
@@ -323,7 +324,7 @@ pub struct TraefikServiceSpec {
 }
 
 /// `weighted`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WeightedRoundRobin {
     /// Children.
@@ -335,7 +336,7 @@ pub struct WeightedRoundRobin {
 }
 
 /// `mirroring`: the main service inline, plus mirrors.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Mirroring {
     /// The main service.
@@ -353,7 +354,7 @@ pub struct Mirroring {
 }
 
 /// One mirror.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MirrorService {
     /// The mirror service.
@@ -365,7 +366,7 @@ pub struct MirrorService {
 }
 
 /// `highestRandomWeight`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HighestRandomWeight {
     /// Children.
@@ -374,7 +375,7 @@ pub struct HighestRandomWeight {
 }
 
 /// `failover`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Failover {
     /// Main service.
@@ -389,7 +390,7 @@ pub struct Failover {
 }
 
 /// `failover.errors`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FailoverError {
     /// Status ranges such as `500-599`.
@@ -401,7 +402,7 @@ pub struct FailoverError {
 }
 
 /// `Middleware`; the spec stays untyped until middlewares are interpreted.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Middleware {
     /// Object metadata.
     #[serde(default)]
@@ -412,7 +413,7 @@ pub struct Middleware {
 }
 
 /// `MiddlewareTCP`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct MiddlewareTcp {
     /// Object metadata.
     #[serde(default)]
@@ -423,7 +424,7 @@ pub struct MiddlewareTcp {
 }
 
 /// `MiddlewareTCP.spec`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MiddlewareTcpSpec {
     /// `inFlightConn{amount}`.
@@ -438,7 +439,7 @@ pub struct MiddlewareTcpSpec {
 }
 
 /// `IngressRouteTCP`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct IngressRouteTcp {
     /// Object metadata.
     #[serde(default)]
@@ -449,7 +450,7 @@ pub struct IngressRouteTcp {
 }
 
 /// `IngressRouteTCP.spec`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IngressRouteTcpSpec {
     /// Ingress class.
@@ -467,7 +468,7 @@ pub struct IngressRouteTcpSpec {
 }
 
 /// One TCP route.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RouteTcp {
     /// Rule, e.g. ``HostSNI(`*`)``.
@@ -488,7 +489,7 @@ pub struct RouteTcp {
 }
 
 /// `IngressRouteTCP.spec.tls`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TlsTcp {
     /// Certificate secret.
@@ -512,7 +513,7 @@ pub struct TlsTcp {
 }
 
 /// A TCP service reference.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceTcp {
     /// Kubernetes Service name.
@@ -548,7 +549,7 @@ pub struct ServiceTcp {
 }
 
 /// `proxyProtocol`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProxyProtocol {
     /// Version 1 or 2.
@@ -561,7 +562,7 @@ fn is_zero(n: &i64) -> bool {
 }
 
 /// `IngressRouteUDP`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct IngressRouteUdp {
     /// Object metadata.
     #[serde(default)]
@@ -572,7 +573,7 @@ pub struct IngressRouteUdp {
 }
 
 /// `IngressRouteUDP.spec`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IngressRouteUdpSpec {
     /// Ingress class.
@@ -587,7 +588,7 @@ pub struct IngressRouteUdpSpec {
 }
 
 /// One UDP route.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RouteUdp {
     /// Services.
@@ -596,7 +597,7 @@ pub struct RouteUdp {
 }
 
 /// A UDP service reference.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceUdp {
     /// Kubernetes Service name.
@@ -620,7 +621,7 @@ pub struct ServiceUdp {
 }
 
 /// `TLSOption`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TlsOption {
     /// Object metadata.
     #[serde(default)]
@@ -631,7 +632,7 @@ pub struct TlsOption {
 }
 
 /// `TLSOption.spec`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TlsOptionSpec {
     /// Minimum TLS version (`VersionTLS12`).
@@ -664,7 +665,7 @@ pub struct TlsOptionSpec {
 }
 
 /// `clientAuth`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClientAuth {
     /// Secrets with CA certificates.
@@ -676,7 +677,7 @@ pub struct ClientAuth {
 }
 
 /// `TLSStore`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TlsStore {
     /// Object metadata.
     #[serde(default)]
@@ -687,7 +688,7 @@ pub struct TlsStore {
 }
 
 /// `TLSStore.spec`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TlsStoreSpec {
     /// Default certificate secret.
@@ -702,7 +703,7 @@ pub struct TlsStoreSpec {
 }
 
 /// A certificate secret reference.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CertificateRef {
     /// Secret name.
@@ -711,7 +712,7 @@ pub struct CertificateRef {
 }
 
 /// `defaultGeneratedCert`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GeneratedCert {
     /// Resolver.
@@ -723,7 +724,7 @@ pub struct GeneratedCert {
 }
 
 /// `ServersTransport`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ServersTransport {
     /// Object metadata.
     #[serde(default)]
@@ -734,7 +735,7 @@ pub struct ServersTransport {
 }
 
 /// `ServersTransport.spec`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServersTransportSpec {
     /// SNI / verification name.
@@ -782,7 +783,7 @@ pub struct ServersTransportSpec {
 }
 
 /// `forwardingTimeouts`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ForwardingTimeouts {
     /// Dial timeout.
@@ -803,7 +804,7 @@ pub struct ForwardingTimeouts {
 }
 
 /// A root CA source: exactly one of secret / configMap.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RootCa {
     /// Secret name.
@@ -815,7 +816,7 @@ pub struct RootCa {
 }
 
 /// `ServersTransportTCP`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ServersTransportTcp {
     /// Object metadata.
     #[serde(default)]
@@ -826,7 +827,7 @@ pub struct ServersTransportTcp {
 }
 
 /// `ServersTransportTCP.spec`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServersTransportTcpSpec {
     /// Dial timeout.
@@ -847,7 +848,7 @@ pub struct ServersTransportTcpSpec {
 }
 
 /// `ServersTransportTCP.spec.tls`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TlsClientConfig {
     /// Server name.

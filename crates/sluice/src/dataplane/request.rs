@@ -20,6 +20,7 @@ use super::forwarded::{self, Origin};
 use super::hop_by_hop;
 use super::mirror;
 use super::upstream::{self, Outgoing};
+use crate::middleware::Next;
 use crate::runtime::service::Mirroring;
 use crate::runtime::sticky::StickyCookie;
 use crate::runtime::{Runtime, Service};
@@ -136,7 +137,7 @@ async fn route_and_forward(
         host,
         upgrade,
     };
-    serve(&router.service, outgoing).await
+    Next::new(&router.middlewares, &router.service, connection).run(outgoing).await
 }
 
 /// Where a request is going, as routing sees it.

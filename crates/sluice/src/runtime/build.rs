@@ -17,6 +17,7 @@ use super::service::{LoadBalancer, Mirroring, Service, Weighted};
 use super::sticky::StickyCookie;
 use super::transport::{TransportConfig, Transports};
 use super::wrr::Edf;
+use crate::middleware::{self, Middleware};
 use super::{Router, Runtime};
 
 /// What the builder needs from the static configuration.
@@ -77,6 +78,8 @@ pub fn build(
     let http = config.http.as_ref().unwrap_or(&empty);
     let mut builder = Builder {
         configs: &http.services,
+        middleware_configs: &http.middlewares,
+        middlewares: HashMap::new(),
         transports_config: &http.servers_transports,
         transports,
         previous,
@@ -104,18 +107,6 @@ pub fn build(
             );
             continue;
         }
-        if !router.middlewares.is_empty() {
-            builder.report(
-                Severity::Error,
-                &resource,
-                "middlewares",
-                format!(
-                    "middlewares ({}) are not supported yet; the router is disabled rather than served without them",
-                    router.middlewares.join(", ")
-                ),
-            );
-            continue;
-        }
         let syntax = match router.rule_syntax.as_deref() {
             Some(s) if !s.is_empty() => Syntax::from_name(s),
             _ => settings.default_rule_syntax,
@@ -139,6 +130,21 @@ pub fn build(
                 continue;
             }
         };
+        let mut middlewares = Vec::with_capacity(router.middlewares.len());
+        let mut broken = None;
+        for (i, name) in router.middlewares.iter().enumerate() {
+            match builder.middleware(name) {
+                Ok(middleware) => middlewares.push(middleware),
+                Err(reason) => {
+                    broken = Some((format!("middlewares[{i}]"), reason));
+                    break;
+                }
+            }
+        }
+        if let Some((field, reason)) = broken {
+            builder.report(Severity::Error, &resource, &field, format!("{reason}; the router is disabled"));
+            continue;
+        }
         let priority = if router.priority == 0 {
             default_priority(&router.rule)
         } else {
@@ -148,6 +154,7 @@ pub fn build(
             name: name.clone(),
             rule: router.rule.clone(),
             priority,
+            middlewares,
             service,
         });
         let entry_points = if router.entry_points.is_empty() {
@@ -195,6 +202,8 @@ pub fn build(
 
 struct Builder<'a> {
     configs: &'a BTreeMap<String, ServiceConfig>,
+    middleware_configs: &'a BTreeMap<String, serde_json::Value>,
+    middlewares: HashMap<String, Result<Arc<dyn Middleware>, String>>,
     transports_config: &'a BTreeMap<String, serde_json::Value>,
     transports: &'a Transports,
     previous: Option<&'a Runtime>,
@@ -214,6 +223,29 @@ impl Builder<'_> {
             field: Some(field.to_owned()),
             message,
         });
+    }
+
+    /// The compiled middleware `name`, building it on first use.
+    fn middleware(&mut self, name: &str) -> Result<Arc<dyn Middleware>, String> {
+        if let Some(result) = self.middlewares.get(name) {
+            return result.clone().map_err(|_| format!("middleware `{name}` is invalid"));
+        }
+        let Some(config) = self.middleware_configs.get(name) else {
+            return Err(format!("middleware `{name}` does not exist"));
+        };
+        let key = format!("middleware {name}");
+        if !self.visiting.insert(key.clone()) {
+            return Err(format!("middleware `{name}` includes itself"));
+        }
+        let provider = name.rsplit_once('@').map(|(_, p)| p.to_owned()).unwrap_or_default();
+        let result = middleware::compile(config, &mut Lookups { builder: self, provider });
+        self.visiting.remove(&key);
+        let result = result.map_err(|error| {
+            self.report(Severity::Error, &format!("middleware `{name}`"), &error.field, error.message.clone());
+            error.to_string()
+        });
+        self.middlewares.insert(name.to_owned(), result.clone());
+        result.map_err(|_| format!("middleware `{name}` is invalid"))
     }
 
     /// The compiled service `name`, building it (and its children) on first use.
@@ -384,6 +416,25 @@ impl Builder<'_> {
             }
         }
         Arc::new(fresh)
+    }
+}
+
+/// What a middleware may refer to while it is compiled: names without a provider are the
+/// middleware's own provider's.
+struct Lookups<'b, 'a> {
+    builder: &'b mut Builder<'a>,
+    provider: String,
+}
+
+impl middleware::Resolver for Lookups<'_, '_> {
+    fn service(&mut self, name: &str) -> Result<Arc<Service>, String> {
+        let name = crate::provider::qualify_name(name, &self.provider);
+        self.builder.service(&name)
+    }
+
+    fn middleware(&mut self, name: &str) -> Result<Arc<dyn Middleware>, String> {
+        let name = crate::provider::qualify_name(name, &self.provider);
+        self.builder.middleware(&name)
     }
 }
 

@@ -16,6 +16,8 @@ use std::sync::Arc;
 
 use sluice_rules::RouteTable;
 
+use crate::middleware::Middleware;
+
 pub use build::{build, Settings};
 pub use service::Service;
 
@@ -26,6 +28,8 @@ pub struct Router {
     pub name: String,
     pub rule: String,
     pub priority: i64,
+    /// Middlewares applied in order before the service.
+    pub middlewares: Vec<Arc<dyn Middleware>>,
     pub service: Arc<Service>,
 }
 

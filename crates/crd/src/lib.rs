@@ -4,10 +4,12 @@
 //!   the Kubernetes core kinds the provider reads.
 //! * [`manifest`]: multi-document YAML parsing with located diagnostics.
 //! * [`options`]: the `providers.kubernetesCRD` static options.
+//! * [`definition`]: CustomResourceDefinition YAML generated from [`types`].
 //! * [`translate`]: manifests -> dynamic configuration, exactly as
 //!   Traefik's CRD provider builds it.
 
 mod base64;
+pub mod definition;
 pub mod manifest;
 pub mod types;
 
@@ -18,5 +20,6 @@ pub mod options;
 mod store;
 pub mod translate;
 
+pub use definition::{crd_definitions, try_crd_definitions};
 pub use options::CrdOptions;
 pub use translate::{translate, Translation};

@@ -409,6 +409,7 @@ pub struct Middleware {
     pub metadata: ObjectMeta,
     /// Specification: one key per middleware type.
     #[serde(default)]
+    #[schemars(with = "shapes::FreeFormObject")]
     pub spec: Value,
 }
 
@@ -429,12 +430,15 @@ pub struct MiddlewareTcp {
 pub struct MiddlewareTcpSpec {
     /// `inFlightConn{amount}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<shapes::InFlightConn>")]
     pub in_flight_conn: Option<Value>,
     /// Deprecated `ipWhiteList{sourceRange}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<shapes::IpAllowList>")]
     pub ip_white_list: Option<Value>,
     /// `ipAllowList{sourceRange}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<shapes::IpAllowList>")]
     pub ip_allow_list: Option<Value>,
 }
 
@@ -776,9 +780,11 @@ pub struct ServersTransportSpec {
     pub peer_cert_uri: String,
     /// Peer certificate SANs.
     #[serde(default, rename = "peerCertSANs", deserialize_with = "null_default")]
+    #[schemars(with = "Vec<shapes::PeerCertSan>")]
     pub peer_cert_sans: Vec<Value>,
     /// SPIFFE.
     #[serde(default)]
+    #[schemars(with = "Option<shapes::Spiffe>")]
     pub spiffe: Option<Value>,
 }
 
@@ -871,8 +877,65 @@ pub struct TlsClientConfig {
     pub peer_cert_uri: String,
     /// Peer certificate SANs.
     #[serde(default, rename = "peerCertSANs", deserialize_with = "null_default")]
+    #[schemars(with = "Vec<shapes::PeerCertSan>")]
     pub peer_cert_sans: Vec<Value>,
     /// SPIFFE.
     #[serde(default)]
+    #[schemars(with = "Option<shapes::Spiffe>")]
     pub spiffe: Option<Value>,
+}
+
+/// Schema-only shapes of fields the serde types keep as raw JSON: they
+/// give the generated CRD schema ([`crate::definition`]) Traefik's
+/// structure without changing how the fields are read.
+mod shapes {
+    // Only their schemas are used; the fields are never read.
+    #![allow(dead_code)]
+
+    use schemars::JsonSchema;
+
+    /// Any object, kept as written (middleware configurations).
+    pub type FreeFormObject = serde_json::Map<String, serde_json::Value>;
+
+    /// `inFlightConn` of a MiddlewareTCP.
+    #[derive(JsonSchema)]
+    #[serde(rename_all = "camelCase")]
+    pub struct InFlightConn {
+        /// Most simultaneous connections per source IP.
+        #[serde(default)]
+        pub amount: Option<i64>,
+    }
+
+    /// `ipAllowList` (and deprecated `ipWhiteList`) of a MiddlewareTCP.
+    #[derive(JsonSchema)]
+    #[serde(rename_all = "camelCase")]
+    pub struct IpAllowList {
+        /// Allowed source IPs or CIDR ranges.
+        #[serde(default)]
+        pub source_range: Option<Vec<String>>,
+    }
+
+    /// One entry of `peerCertSANs`.
+    #[derive(JsonSchema)]
+    #[serde(rename_all = "camelCase")]
+    pub struct PeerCertSan {
+        /// SAN type (`DNSName`, `IPAddress`, `URI`, `EmailAddress`).
+        #[serde(default, rename = "type")]
+        pub type_: Option<String>,
+        /// Expected value.
+        #[serde(default)]
+        pub value: Option<String>,
+    }
+
+    /// `spiffe` of a servers transport.
+    #[derive(JsonSchema)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Spiffe {
+        /// Accepted SPIFFE IDs.
+        #[serde(default)]
+        pub ids: Option<Vec<String>>,
+        /// Accepted trust domain.
+        #[serde(default)]
+        pub trust_domain: Option<String>,
+    }
 }

@@ -107,6 +107,7 @@ pub fn explain(runtime: &Runtime, question: &Question<'_>) -> Explanation {
                 break;
             }
             Service::Weighted(weighted) => weighted.pick().cloned(),
+            Service::Failover(failover) => failover.pick().cloned(),
             Service::Mirroring(mirroring) => {
                 answer.mirrors = mirroring
                     .select()

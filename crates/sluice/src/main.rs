@@ -71,6 +71,12 @@ enum Command {
     },
     /// Validate the configuration: exit 0 when valid, 1 with diagnostics otherwise.
     Check(ConfigArgs),
+    /// Print the CustomResourceDefinitions of Traefik's kinds (both API groups), generated from
+    /// the types Sluice reads them with; `--out DIR` writes one file per group instead.
+    Crds {
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -185,6 +191,25 @@ async fn dispatch(cli: Cli, flags: Vec<(String, String)>) -> anyhow::Result<Exit
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Demo { dir }) => demo(&dir, &flags).await,
+        Some(Command::Crds { out }) => {
+            let files = sluice_crd::try_crd_definitions()?;
+            match out {
+                Some(dir) => {
+                    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+                    for (name, text) in files {
+                        let path = dir.join(name);
+                        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+                        println!("wrote {}", path.display());
+                    }
+                }
+                None => {
+                    for (_, text) in files {
+                        print!("{text}");
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

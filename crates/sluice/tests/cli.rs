@@ -431,10 +431,25 @@ fn a_toml_dynamic_file_routes_like_its_yaml_twin() {
     let mut answers = Vec::new();
     for dir in [yaml.path(), toml.path()] {
         let [ep, provider] = flags(dir);
-        let out = sluice(&["explain", &ep, &provider, "--json", "GET", "http://api.example.com/v1/users"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = sluice(&[
+            "explain",
+            &ep,
+            &provider,
+            "--json",
+            "GET",
+            "http://api.example.com/v1/users",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let answer: Value = serde_json::from_slice(&out.stdout).expect("json");
-        answers.push((answer["router"].clone(), answer["server"].clone(), answer["priority"].clone()));
+        answers.push((
+            answer["router"].clone(),
+            answer["server"].clone(),
+            answer["priority"].clone(),
+        ));
     }
     assert_eq!(answers[0], answers[1]);
     assert_eq!(answers[0].1, "http://10.0.0.1:8080");

@@ -189,22 +189,35 @@ pub async fn serve(
     let response = loop {
         match &**current {
             Service::Weighted(weighted) => {
-                let index = sticky_pick(weighted.sticky.as_ref(), &outgoing, &mut cookies, || {
-                    weighted.pick_index()
-                });
+                let index = sticky_pick(
+                    weighted.sticky.as_ref(),
+                    &outgoing,
+                    &mut cookies,
+                    |i| weighted.is_up(i),
+                    || weighted.pick_index(),
+                );
                 current = index
                     .and_then(|i| weighted.children.get(i))
                     .ok_or_else(|| ProxyError::NoServer(weighted.name.clone()))?;
             }
             Service::LoadBalancer(lb) => {
-                let server = sticky_pick(lb.sticky.as_ref(), &outgoing, &mut cookies, || {
-                    lb.pick_index()
-                })
+                let server = sticky_pick(
+                    lb.sticky.as_ref(),
+                    &outgoing,
+                    &mut cookies,
+                    |i| lb.health.is_up(i),
+                    || lb.pick_index(),
+                )
                 .and_then(|i| lb.servers.get(i))
                 .ok_or_else(|| ProxyError::NoServer(lb.name.clone()))?;
                 break upstream::forward(lb, server, outgoing).await;
             }
             Service::Mirroring(mirroring) => break serve_mirroring(mirroring, outgoing).await,
+            Service::Failover(failover) => {
+                current = failover
+                    .pick()
+                    .ok_or_else(|| ProxyError::NoServer(failover.name.clone()))?;
+            }
         }
     };
     let mut response = response?;
@@ -214,16 +227,18 @@ pub async fn serve(
     Ok(response)
 }
 
-/// Picks by cookie when the request carries a valid one, else by `pick`, and records the cookie
-/// to set: on every pick not made by cookie, and when a legacy cookie value must be rewritten.
+/// Picks by cookie when the request carries a valid one for an entry that is up, else by
+/// `pick`, and records the cookie to set: on every pick not made by cookie, and when a legacy
+/// cookie value must be rewritten.
 fn sticky_pick(
     sticky: Option<&StickyCookie>,
     outgoing: &Outgoing,
     cookies: &mut Vec<HeaderValue>,
+    up: impl Fn(usize) -> bool,
     pick: impl FnOnce() -> Option<usize>,
 ) -> Option<usize> {
     let Some(sticky) = sticky else { return pick() };
-    let (index, set) = match sticky.lookup(outgoing.request.headers()) {
+    let (index, set) = match sticky.lookup(outgoing.request.headers()).filter(|(i, _)| up(*i)) {
         Some((index, rewrite)) => (index, rewrite),
         None => (pick()?, true),
     };

@@ -1,6 +1,5 @@
 //! Sending a request to a server and relaying its answer, tunnels included.
 
-use std::error::Error as _;
 
 use http::uri::{PathAndQuery, Scheme, Uri};
 use http::{header, HeaderValue, Request, Response, StatusCode, Version};
@@ -42,13 +41,17 @@ pub async fn forward(
             .map_err(|e| ProxyError::BadRequest(format!("path cannot be forwarded: {e}")))?,
         None => path_and_query,
     };
-    let uri = Uri::builder()
-        .scheme(Scheme::HTTP)
-        .authority(server.authority.clone())
-        .path_and_query(path_and_query)
-        .build()
-        .map_err(|e| ProxyError::Internal(format!("upstream URI: {e}")))?;
-    *request.uri_mut() = uri;
+    // HTTP/1.1 connections are ours and take the origin-form target as is; the h2c client
+    // wants the absolute form to pick its connection and fill in `:authority`.
+    *request.uri_mut() = match server.protocol {
+        Protocol::Http => Uri::from(path_and_query),
+        Protocol::H2c => Uri::builder()
+            .scheme(Scheme::HTTP)
+            .authority(server.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+            .map_err(|e| ProxyError::Internal(format!("upstream URI: {e}")))?,
+    };
     *request.version_mut() = match server.protocol {
         Protocol::Http => Version::HTTP_11,
         Protocol::H2c => Version::HTTP_2,
@@ -65,11 +68,26 @@ pub async fn forward(
     };
     headers.insert(header::HOST, host);
 
-    let client = lb.transport.client(server.protocol);
-    let sent = client.request(request);
-    let result = match lb.transport.response_header_timeout {
+    let transport = &lb.transport;
+    let sent = async {
+        match server.protocol {
+            Protocol::Http => transport
+                .http1()
+                .send(&server.authority, request)
+                .await
+                .map_err(|e| classify(&server.url, &e)),
+            Protocol::H2c => match transport.h2c().request(request).await {
+                Ok(response) => {
+                    let (parts, body) = response.into_parts();
+                    Ok(Response::from_parts(parts, boxed(body)))
+                }
+                Err(e) => Err(classify(&server.url, &e)),
+            },
+        }
+    };
+    let mut response = match transport.response_header_timeout {
         Some(limit) => match tokio::time::timeout(limit, sent).await {
-            Ok(result) => result,
+            Ok(result) => result?,
             Err(_) => {
                 return Err(ProxyError::OriginTimeout {
                     server: server.url.clone(),
@@ -77,21 +95,18 @@ pub async fn forward(
                 })
             }
         },
-        None => sent.await,
+        None => sent.await?,
     };
-    let mut response = result.map_err(|e| classify(&server.url, &e))?;
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some((_, client_side)) = upgrade {
             let origin_side = hyper::upgrade::on(&mut response);
             tokio::spawn(tunnel(client_side, origin_side));
         }
-        let (parts, body) = response.into_parts();
-        return Ok(Response::from_parts(parts, boxed(body)));
+        return Ok(response);
     }
     hop_by_hop::remove(response.headers_mut(), None);
-    let (parts, body) = response.into_parts();
-    Ok(Response::from_parts(parts, boxed(body)))
+    Ok(response)
 }
 
 /// Copies bytes both ways between the client and the origin once both have switched protocols.
@@ -111,8 +126,8 @@ async fn tunnel(client: OnUpgrade, origin: OnUpgrade) {
 }
 
 /// Sorts a client error into 504 (timed out) or 502 (anything else the origin did).
-fn classify(server: &str, error: &hyper_util::client::legacy::Error) -> ProxyError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = error.source();
+fn classify(server: &str, error: &(dyn std::error::Error + 'static)) -> ProxyError {
+    let mut source = error.source();
     let mut reason = error.to_string();
     while let Some(cause) = source {
         reason = format!("{reason}: {cause}");

@@ -13,7 +13,8 @@ use sluice_config::{Diagnostic, Severity};
 use sluice_rules::{default_priority, Route, RouteTable, Rule, Syntax};
 
 use super::server::Server;
-use super::service::{LoadBalancer, Mirroring, Service, Weighted};
+use super::health::{spawn_checks, Health, HealthCheck, HealthCheckConfig};
+use super::service::{Failover, LoadBalancer, Mirroring, Service, Weighted};
 use super::sticky::StickyCookie;
 use super::transport::{TransportConfig, Transports};
 use super::wrr::Edf;
@@ -289,7 +290,7 @@ impl Builder<'_> {
         match kinds.iter().filter(|k| **k).count() {
             0 => {
                 return Err(
-                    "type: a service needs one of loadBalancer, weighted or mirroring".into(),
+                    "type: a service needs one of loadBalancer, weighted, mirroring or failover".into(),
                 )
             }
             1 => {}
@@ -328,9 +329,19 @@ impl Builder<'_> {
                     let urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
                     StickyCookie::new(cookie, name, &urls)
                 });
+            let check = match &lb.health_check {
+                Some(value) => {
+                    let config: HealthCheckConfig = serde_json::from_value(value.clone())
+                        .map_err(|e| format!("healthCheck: {e}"))?;
+                    Some(HealthCheck::new(&config).map_err(|e| format!("healthCheck.{e}"))?)
+                }
+                None => None,
+            };
             Service::LoadBalancer(LoadBalancer {
                 name: name.to_owned(),
                 sticky,
+                health: Health::new(servers.len()),
+                check,
                 servers,
                 pass_host_header: lb.pass_host_header.unwrap_or(true),
                 transport: self.transports.get(&transport_config),
@@ -361,9 +372,14 @@ impl Builder<'_> {
                         .collect();
                     StickyCookie::new(cookie, name, &names)
                 });
+            let health = match &weighted.health_check {
+                Some(_) => Some(watch_children(name, &children)?),
+                None => None,
+            };
             Service::Weighted(Weighted {
                 name: name.to_owned(),
                 sticky,
+                health,
                 children,
                 schedule: Mutex::new(Edf::new(weights)),
                 fingerprint,
@@ -385,21 +401,54 @@ impl Builder<'_> {
                     .map_err(|e| format!("mirrors[{i}]: {e}"))?;
                 mirrors.push((service, mirror.percent as u64));
             }
+            let mirror_health = match &mirroring.health_check {
+                Some(_) => Some(watch_children(name, std::slice::from_ref(&main))?),
+                None => None,
+            };
             Service::Mirroring(Mirroring {
                 name: name.to_owned(),
                 main,
                 mirrors,
                 mirror_body: mirroring.mirror_body.unwrap_or(true),
                 max_body_size: mirroring.max_body_size.and_then(|m| u64::try_from(m).ok()),
+                health: mirror_health,
                 counter: Mutex::default(),
                 fingerprint,
             })
+        } else if let Some(failover) = &config.failover {
+            let spec: FailoverConfig =
+                serde_json::from_value(failover.clone()).map_err(|e| format!("failover: {e}"))?;
+            let provider = name.rsplit_once('@').map(|(_, p)| p).unwrap_or("");
+            let main = self
+                .service(&crate::provider::qualify_name(&spec.service, provider))
+                .map_err(|e| format!("failover.service: {e}"))?;
+            let fallback = self
+                .service(&crate::provider::qualify_name(&spec.fallback, provider))
+                .map_err(|e| format!("failover.fallback: {e}"))?;
+            let health = match spec.health_check {
+                Some(_) => Some(watch_children(name, &[main.clone(), fallback.clone()])?),
+                None => None,
+            };
+            Service::Failover(Failover {
+                name: name.to_owned(),
+                main,
+                fallback,
+                health,
+                fingerprint,
+            })
         } else {
-            return Err(
-                "type: failover and highestRandomWeight services are not supported yet".into(),
-            );
+            return Err("type: highestRandomWeight services are not supported yet".into());
         };
-        Ok(self.carry_over(service))
+        let service = self.carry_over(service);
+        // Checks start only for balancers new in this build: a kept balancer keeps its checks.
+        if let Service::LoadBalancer(lb) = &*service {
+            if let Some(check) = &lb.check {
+                if Arc::strong_count(&service) == 1 {
+                    spawn_checks(check.clone(), &lb.servers, &lb.health);
+                }
+            }
+        }
+        Ok(service)
     }
 
     /// Keeps the previous runtime's service when nothing about it changed.
@@ -446,6 +495,36 @@ fn as_written(child: &str, parent: &str) -> String {
         Some((bare, provider)) if Some(provider) == parent_provider => bare.to_owned(),
         _ => child.to_owned(),
     }
+}
+
+/// `failover` of the dynamic configuration.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct FailoverConfig {
+    service: String,
+    fallback: String,
+    #[serde(default)]
+    health_check: Option<serde_json::Value>,
+    /// Status-based failover (`errors`) is accepted but not acted on yet.
+    #[serde(default)]
+    #[allow(dead_code)]
+    errors: Option<serde_json::Value>,
+}
+
+/// A parent with `healthCheck: {}` follows the up/down state of each child; every child must
+/// report one (Traefik refuses the configuration otherwise).
+fn watch_children(parent: &str, children: &[Arc<Service>]) -> Result<Arc<Health>, String> {
+    let health = Health::new(children.len());
+    for (slot, child) in children.iter().enumerate() {
+        let reported = child.reported_health().ok_or_else(|| {
+            format!(
+                "healthCheck: cannot follow the health of `{}` from `{parent}`: that service has no health check",
+                child.name()
+            )
+        })?;
+        reported.register_parent(&health, slot);
+    }
+    Ok(health)
 }
 
 /// The field a service error is about: the text before the first `:`.

@@ -5,6 +5,7 @@
 //! is done, so a reload never changes the routing of a request in flight.
 
 pub mod build;
+pub mod health;
 pub mod server;
 pub mod service;
 pub mod sticky;

@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use super::health::{Health, HealthCheck};
 use super::server::Server;
 use super::sticky::StickyCookie;
 use super::transport::Transport;
@@ -15,6 +16,7 @@ pub enum Service {
     LoadBalancer(LoadBalancer),
     Weighted(Weighted),
     Mirroring(Mirroring),
+    Failover(Failover),
 }
 
 impl Service {
@@ -24,6 +26,28 @@ impl Service {
             Service::LoadBalancer(s) => &s.name,
             Service::Weighted(s) => &s.name,
             Service::Mirroring(s) => &s.name,
+            Service::Failover(s) => &s.name,
+        }
+    }
+
+    /// Whether this service can take requests now: false when health checks found every server
+    /// below it down. Services without health information count as up.
+    pub fn is_up(&self) -> bool {
+        match self {
+            Service::LoadBalancer(lb) => lb.health.any_up(),
+            Service::Weighted(w) => w.health.as_ref().is_none_or(|h| h.any_up()),
+            Service::Mirroring(m) => m.health.as_ref().is_none_or(|h| h.any_up()),
+            Service::Failover(f) => f.health.as_ref().is_none_or(|h| h.any_up()),
+        }
+    }
+
+    /// The health a parent with `healthCheck: {}` registers on, when this service reports one.
+    pub(crate) fn reported_health(&self) -> Option<&Arc<Health>> {
+        match self {
+            Service::LoadBalancer(lb) => lb.check.as_ref().map(|_| &lb.health),
+            Service::Weighted(w) => w.health.as_ref(),
+            Service::Mirroring(m) => m.health.as_ref(),
+            Service::Failover(f) => f.health.as_ref(),
         }
     }
 
@@ -33,6 +57,7 @@ impl Service {
             Service::LoadBalancer(s) => &s.fingerprint,
             Service::Weighted(s) => &s.fingerprint,
             Service::Mirroring(s) => &s.fingerprint,
+            Service::Failover(s) => &s.fingerprint,
         }
     }
 
@@ -44,6 +69,7 @@ impl Service {
             Service::Mirroring(m) => std::iter::once(&m.main)
                 .chain(m.mirrors.iter().map(|(s, _)| s))
                 .collect(),
+            Service::Failover(f) => vec![&f.main, &f.fallback],
         }
     }
 }
@@ -57,6 +83,10 @@ pub struct LoadBalancer {
     pub transport: Arc<Transport>,
     /// Cookie pinning clients to a server, when `sticky.cookie` is set.
     pub sticky: Option<StickyCookie>,
+    /// Up/down state of each server.
+    pub health: Arc<Health>,
+    /// The active health check, when configured (started once the balancer is in use).
+    pub(crate) check: Option<HealthCheck>,
     pub(crate) schedule: Mutex<Edf>,
     pub(crate) fingerprint: String,
 }
@@ -67,10 +97,10 @@ impl LoadBalancer {
         self.pick_index().and_then(|i| self.servers.get(i))
     }
 
-    /// Index of the next server.
+    /// Index of the next server that is up.
     pub fn pick_index(&self) -> Option<usize> {
         let mut schedule = self.schedule.lock().unwrap_or_else(|p| p.into_inner());
-        schedule.pick(|_| true)
+        schedule.pick(|i| self.health.is_up(i))
     }
 }
 
@@ -81,6 +111,8 @@ pub struct Weighted {
     pub children: Vec<Arc<Service>>,
     /// Cookie pinning clients to a child, when `sticky.cookie` is set.
     pub sticky: Option<StickyCookie>,
+    /// With `healthCheck: {}`: the children's up/down state, so down children are skipped.
+    pub health: Option<Arc<Health>>,
     pub(crate) schedule: Mutex<Edf>,
     pub(crate) fingerprint: String,
 }
@@ -91,10 +123,16 @@ impl Weighted {
         self.pick_index().and_then(|i| self.children.get(i))
     }
 
-    /// Index of the next child. Children of weight 0 are never picked here (only by cookie).
+    /// Index of the next child. Children of weight 0 are never picked here (only by cookie);
+    /// with `healthCheck: {}`, children that are down are skipped.
     pub fn pick_index(&self) -> Option<usize> {
         let mut schedule = self.schedule.lock().unwrap_or_else(|p| p.into_inner());
-        schedule.pick(|_| true)
+        schedule.pick(|i| self.health.as_ref().is_none_or(|h| h.is_up(i)))
+    }
+
+    /// Whether child `index` may be used (for sticky cookies).
+    pub fn is_up(&self, index: usize) -> bool {
+        self.health.as_ref().is_none_or(|h| h.is_up(index))
     }
 }
 
@@ -108,8 +146,34 @@ pub struct Mirroring {
     pub mirror_body: bool,
     /// Largest body copied to mirrors; None = no limit configured.
     pub max_body_size: Option<u64>,
+    /// With `healthCheck: {}`: the main service's state, forwarded to parents.
+    pub health: Option<Arc<Health>>,
     pub(crate) counter: Mutex<MirrorCounter>,
     pub(crate) fingerprint: String,
+}
+
+/// A `failover` service: everything to `main` while it is up, to `fallback` while it is down.
+#[derive(Debug)]
+pub struct Failover {
+    pub name: String,
+    pub main: Arc<Service>,
+    pub fallback: Arc<Service>,
+    /// With `healthCheck: {}`: up while main or fallback is up, forwarded to parents.
+    pub health: Option<Arc<Health>>,
+    pub(crate) fingerprint: String,
+}
+
+impl Failover {
+    /// The service to use now, or None when both are down.
+    pub fn pick(&self) -> Option<&Arc<Service>> {
+        if self.main.is_up() {
+            Some(&self.main)
+        } else if self.fallback.is_up() {
+            Some(&self.fallback)
+        } else {
+            None
+        }
+    }
 }
 
 /// Traefik's deterministic mirroring counter.
@@ -152,6 +216,8 @@ mod tests {
             pass_host_header: true,
             transport: Transports::default().get(&TransportConfig::default()),
             sticky: None,
+            health: Health::new(0),
+            check: None,
             schedule: Mutex::new(Edf::new([])),
             fingerprint: String::new(),
         }))
@@ -165,6 +231,7 @@ mod tests {
             mirrors: vec![(lb("ten"), 10), (lb("fifty"), 50)],
             mirror_body: true,
             max_body_size: None,
+            health: None,
             counter: Mutex::default(),
             fingerprint: String::new(),
         };

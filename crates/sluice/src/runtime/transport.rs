@@ -14,8 +14,8 @@ use serde::Deserialize;
 use sluice_config::GoDuration;
 
 use crate::dataplane::body::ProxyBody;
+use crate::dataplane::pool::{Pool, PoolSettings};
 use crate::dataplane::worker;
-use crate::runtime::server::Protocol;
 
 /// The subset of Traefik's `serversTransports` entry that plain-TCP origins use.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -50,7 +50,9 @@ pub struct Transport {
 
 #[derive(Debug)]
 struct Pools {
-    http1: Client<HttpConnector, ProxyBody>,
+    /// `http://` origins: Sluice's own HTTP/1.1 pool (see [`Pool`]).
+    http1: Pool,
+    /// `h2c://` origins: one multiplexed connection per origin, from hyper-util's client.
     h2c: Client<HttpConnector, ProxyBody>,
 }
 
@@ -71,10 +73,18 @@ impl Transport {
             Some(n) if n < 0 => 0,
             Some(n) => n as usize,
         };
+        // TCP keep-alive probes on idle origin connections, as Go's dialer sends them.
+        let tcp_keepalive = Duration::from_secs(30);
+        let settings = PoolSettings {
+            max_idle,
+            idle_timeout: idle,
+            dial_timeout: dial,
+            tcp_keepalive,
+        };
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(dial));
-        connector.set_keepalive(Some(Duration::from_secs(30)));
+        connector.set_keepalive(Some(tcp_keepalive));
         connector.enforce_http(false);
         let mut builder = Client::builder(TokioExecutor::new());
         builder
@@ -84,7 +94,7 @@ impl Transport {
             .pool_max_idle_per_host(max_idle);
         let pools = (0..workers.max(1))
             .map(|_| Pools {
-                http1: builder.build(connector.clone()),
+                http1: Pool::new(settings),
                 h2c: builder.clone().http2_only(true).build(connector.clone()),
             })
             .collect();
@@ -94,13 +104,19 @@ impl Transport {
         }
     }
 
-    /// The client of the current worker for a server protocol.
-    pub fn client(&self, protocol: Protocol) -> &Client<HttpConnector, ProxyBody> {
-        let pools = &self.pools[worker::current() % self.pools.len()];
-        match protocol {
-            Protocol::Http => &pools.http1,
-            Protocol::H2c => &pools.h2c,
-        }
+    /// The current worker's pools.
+    fn pools(&self) -> &Pools {
+        &self.pools[worker::current() % self.pools.len()]
+    }
+
+    /// The current worker's HTTP/1.1 pool, for `http://` servers.
+    pub fn http1(&self) -> &Pool {
+        &self.pools().http1
+    }
+
+    /// The current worker's h2c client, for `h2c://` servers.
+    pub fn h2c(&self) -> &Client<HttpConnector, ProxyBody> {
+        &self.pools().h2c
     }
 }
 

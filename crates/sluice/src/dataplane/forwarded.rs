@@ -70,6 +70,8 @@ pub struct Origin<'a> {
     pub websocket: bool,
     /// The Host the client asked for, port included as sent.
     pub host: &'a str,
+    /// `host` as a header value (empty when the request had none).
+    pub host_value: &'a HeaderValue,
     /// This proxy's host name, for X-Forwarded-Server.
     pub server_name: &'a HeaderValue,
 }
@@ -94,15 +96,18 @@ pub fn apply(headers: &mut HeaderMap, origin: &Origin<'_>) {
         .entry(X_FORWARDED_PROTO)
         .or_insert(HeaderValue::from_static(proto));
     if !headers.contains_key(&X_FORWARDED_PORT) {
-        let port = host_port(origin.host).unwrap_or(if secure { "443" } else { "80" });
-        if let Ok(value) = HeaderValue::from_str(port) {
+        // The default ports are static values: no allocation for the usual port-less Host.
+        let value = match host_port(origin.host) {
+            Some(port) => HeaderValue::from_str(port).ok(),
+            None if secure => Some(HeaderValue::from_static("443")),
+            None => Some(HeaderValue::from_static("80")),
+        };
+        if let Some(value) = value {
             headers.insert(X_FORWARDED_PORT, value);
         }
     }
-    if !headers.contains_key(&X_FORWARDED_HOST) && !origin.host.is_empty() {
-        if let Ok(value) = HeaderValue::from_str(origin.host) {
-            headers.insert(X_FORWARDED_HOST, value);
-        }
+    if !headers.contains_key(&X_FORWARDED_HOST) && !origin.host_value.is_empty() {
+        headers.insert(X_FORWARDED_HOST, origin.host_value.clone());
     }
     headers.insert(X_FORWARDED_SERVER, origin.server_name.clone());
     append_forwarded_for(headers, ip);
@@ -165,7 +170,12 @@ fn host_port(host: &str) -> Option<&str> {
 mod tests {
     use super::*;
 
-    fn origin<'a>(trusted: bool, host: &'a str, name: &'a HeaderValue) -> Origin<'a> {
+    fn origin<'a>(
+        trusted: bool,
+        host: &'a str,
+        host_value: &'a HeaderValue,
+        name: &'a HeaderValue,
+    ) -> Origin<'a> {
         static IP: HeaderValue = HeaderValue::from_static("10.1.2.3");
         Origin {
             client_ip: &IP,
@@ -173,6 +183,7 @@ mod tests {
             tls: false,
             websocket: false,
             host,
+            host_value,
             server_name: name,
         }
     }
@@ -185,7 +196,8 @@ mod tests {
         headers.insert("x-real-ip", HeaderValue::from_static("1.1.1.1"));
         headers.insert("x_forwarded_host", HeaderValue::from_static("evil"));
         headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
-        apply(&mut headers, &origin(false, "example.com:8080", &name));
+        let host = HeaderValue::from_static("example.com:8080");
+        apply(&mut headers, &origin(false, "example.com:8080", &host, &name));
         assert_eq!(headers["x-forwarded-for"], "10.1.2.3");
         assert_eq!(headers["x-real-ip"], "10.1.2.3");
         assert_eq!(headers["x-forwarded-proto"], "http");
@@ -202,7 +214,8 @@ mod tests {
         headers.append("x-forwarded-for", HeaderValue::from_static("1.1.1.1"));
         headers.append("x-forwarded-for", HeaderValue::from_static("2.2.2.2"));
         headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
-        apply(&mut headers, &origin(true, "example.com", &name));
+        let host = HeaderValue::from_static("example.com");
+        apply(&mut headers, &origin(true, "example.com", &host, &name));
         assert_eq!(headers["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 10.1.2.3");
         assert_eq!(headers["x-forwarded-proto"], "https");
         assert_eq!(headers["x-forwarded-port"], "80");

@@ -21,7 +21,9 @@ use super::hop_by_hop;
 use super::mirror;
 use super::upstream::{self, Outgoing};
 use crate::middleware::Next;
-use crate::runtime::service::Mirroring;
+use crate::runtime::server::Server;
+use crate::runtime::service::{LoadBalancer, Mirroring};
+use crate::runtime::strategy::Tracked;
 use crate::runtime::sticky::StickyCookie;
 use crate::runtime::{Runtime, Service};
 
@@ -113,6 +115,17 @@ async fn route_and_forward(
         }
     };
     let raw_host = target.raw_host;
+    // The Host header as received is already a valid value: share it rather than re-validate a
+    // copy. Only a host taken from the URI (HTTP/2, absolute form) needs building.
+    let host = match request.uri().authority() {
+        Some(authority) if !authority.host().is_empty() => HeaderValue::from_str(&raw_host).ok(),
+        _ => request
+            .headers()
+            .get(header::HOST)
+            .filter(|value| value.to_str().is_ok())
+            .cloned(),
+    }
+    .unwrap_or(HeaderValue::from_static(""));
     let upgrade = hop_by_hop::upgrade_protocol(request.headers());
     let websocket = upgrade
         .as_ref()
@@ -125,11 +138,11 @@ async fn route_and_forward(
             tls: connection.tls,
             websocket,
             host: &raw_host,
+            host_value: &host,
             server_name: &shared.server_name,
         },
     );
     let upgrade = upgrade.map(|protocol| (protocol, hyper::upgrade::on(&mut request)));
-    let host = HeaderValue::from_str(&raw_host).unwrap_or(HeaderValue::from_static(""));
     let (parts, body) = request.into_parts();
     let outgoing = Outgoing {
         request: Request::from_parts(parts, boxed(body)),
@@ -206,11 +219,13 @@ pub async fn serve(
                     &outgoing,
                     &mut cookies,
                     |i| lb.health.is_up(i),
-                    || lb.pick_index(),
+                    || lb.pick_index(client_ip(&outgoing)),
                 )
-                .and_then(|i| lb.servers.get(i))
                 .ok_or_else(|| ProxyError::NoServer(lb.name.clone()))?;
-                break upstream::forward(lb, server, outgoing).await;
+                let Some(server) = lb.servers.get(server) else {
+                    break Err(ProxyError::NoServer(lb.name.clone()));
+                };
+                break forward_tracked(lb, server, outgoing).await;
             }
             Service::Mirroring(mirroring) => break serve_mirroring(mirroring, outgoing).await,
             Service::Failover(failover) => {
@@ -225,6 +240,35 @@ pub async fn serve(
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     Ok(response)
+}
+
+/// Forwards to a server, counting the request as in flight (until its response body ends) and
+/// timing its first byte when the balancer's strategy uses them.
+async fn forward_tracked(
+    lb: &LoadBalancer,
+    server: &Arc<Server>,
+    outgoing: Outgoing,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    if !lb.strategy.tracks_load() {
+        return upstream::forward(lb, server, outgoing).await;
+    }
+    let index = lb.servers.iter().position(|s| Arc::ptr_eq(s, server)).unwrap_or(0);
+    let in_flight = lb.load.begin(index);
+    let started = Instant::now();
+    let result = upstream::forward(lb, server, outgoing).await;
+    lb.load.record_ttfb(index, started.elapsed());
+    result.map(|response| response.map(|body| boxed(Tracked::new(body, in_flight))))
+}
+
+/// The client address for hash-based strategies: X-Real-Ip, which the entry point sets to the
+/// connection's peer (or keeps from a trusted proxy in front).
+fn client_ip(outgoing: &Outgoing) -> Option<std::net::IpAddr> {
+    outgoing
+        .request
+        .headers()
+        .get("x-real-ip")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
 }
 
 /// Picks by cookie when the request carries a valid one for an entry that is up, else by

@@ -16,6 +16,7 @@ use super::server::Server;
 use super::health::{spawn_checks, Health, HealthCheck, HealthCheckConfig};
 use super::service::{Failover, LoadBalancer, Mirroring, Service, Weighted};
 use super::sticky::StickyCookie;
+use super::strategy::{Load, Strategy};
 use super::transport::{TransportConfig, Transports};
 use super::wrr::Edf;
 use crate::middleware::{self, Middleware};
@@ -329,6 +330,7 @@ impl Builder<'_> {
                     let urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
                     StickyCookie::new(cookie, name, &urls)
                 });
+            let strategy = Strategy::parse(lb.strategy.as_deref())?;
             let check = match &lb.health_check {
                 Some(value) => {
                     let config: HealthCheckConfig = serde_json::from_value(value.clone())
@@ -342,6 +344,9 @@ impl Builder<'_> {
                 sticky,
                 health: Health::new(servers.len()),
                 check,
+                strategy,
+                load: Load::new(servers.len()),
+                weights: weights.clone(),
                 servers,
                 pass_host_header: lb.pass_host_header.unwrap_or(true),
                 transport: self.transports.get(&transport_config),

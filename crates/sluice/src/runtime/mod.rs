@@ -9,6 +9,7 @@ pub mod health;
 pub mod server;
 pub mod service;
 pub mod sticky;
+pub mod strategy;
 pub mod transport;
 pub mod wrr;
 

@@ -1,11 +1,13 @@
 //! Services as the data plane uses them: load balancers of servers, weighted services and
 //! mirroring services, nested to any depth.
 
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use super::health::{Health, HealthCheck};
 use super::server::Server;
 use super::sticky::StickyCookie;
+use super::strategy::{self, Load, Strategy};
 use super::transport::Transport;
 use super::wrr::Edf;
 
@@ -87,6 +89,10 @@ pub struct LoadBalancer {
     pub health: Arc<Health>,
     /// The active health check, when configured (started once the balancer is in use).
     pub(crate) check: Option<HealthCheck>,
+    pub strategy: Strategy,
+    /// Requests in flight and response times per server (p2c, leasttime).
+    pub load: Arc<Load>,
+    pub(crate) weights: Vec<u64>,
     pub(crate) schedule: Mutex<Edf>,
     pub(crate) fingerprint: String,
 }
@@ -94,13 +100,31 @@ pub struct LoadBalancer {
 impl LoadBalancer {
     /// The next server, or None when the balancer has no server to offer (503).
     pub fn pick(&self) -> Option<&Arc<Server>> {
-        self.pick_index().and_then(|i| self.servers.get(i))
+        self.pick_index(None).and_then(|i| self.servers.get(i))
     }
 
-    /// Index of the next server that is up.
-    pub fn pick_index(&self) -> Option<usize> {
-        let mut schedule = self.schedule.lock().unwrap_or_else(|p| p.into_inner());
-        schedule.pick(|i| self.health.is_up(i))
+    /// Index of the next server that is up, by the balancer's strategy; `client` is the
+    /// client's address (for hrw).
+    pub fn pick_index(&self, client: Option<IpAddr>) -> Option<usize> {
+        if self.strategy == Strategy::Wrr {
+            let mut schedule = self.schedule.lock().unwrap_or_else(|p| p.into_inner());
+            return schedule.pick(|i| self.health.is_up(i));
+        }
+        let candidates: Vec<usize> = (0..self.servers.len())
+            .filter(|&i| self.health.is_up(i) && self.weights.get(i).is_some_and(|w| *w > 0))
+            .collect();
+        match self.strategy {
+            Strategy::P2c => strategy::power_of_two(&candidates, &self.load),
+            Strategy::Hrw => {
+                let names: Vec<String> = self.servers.iter().map(|s| s.url.clone()).collect();
+                strategy::highest_random_weight(&candidates, &names, &self.weights, client)
+            }
+            Strategy::LeastTime | Strategy::Wrr => {
+                let best = strategy::least_time(&candidates, &self.load, &self.weights);
+                let mut schedule = self.schedule.lock().unwrap_or_else(|p| p.into_inner());
+                schedule.pick(|i| best.contains(&i))
+            }
+        }
     }
 }
 
@@ -218,6 +242,9 @@ mod tests {
             sticky: None,
             health: Health::new(0),
             check: None,
+            strategy: Strategy::Wrr,
+            load: Load::new(0),
+            weights: Vec::new(),
             schedule: Mutex::new(Edf::new([])),
             fingerprint: String::new(),
         }))

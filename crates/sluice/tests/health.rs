@@ -126,3 +126,28 @@ async fn parents_follow_their_childrens_health() {
         sluice.log_text()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn passive_checks_take_failing_servers_out_for_the_failure_window() {
+    let (o, sluice) = start().await;
+    set_health(&o[1], 500).await;
+    let client = common::client();
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let answer = send(&client, "GET", &sluice.url("/health"), &[], "").await.expect("request");
+        statuses.push((answer.status, answer.body.trim().to_owned()));
+    }
+    // The failing answer itself reaches the client once; then only `a` answers.
+    let failures = statuses.iter().filter(|(s, _)| *s == 500).count();
+    assert_eq!(failures, 1, "{statuses:?}");
+    assert!(statuses.iter().skip_while(|(s, _)| *s != 500).skip(1).all(|(s, b)| *s == 200 && b == "a"), "{statuses:?}");
+    // After the window, b is tried again.
+    set_health(&o[1], 200).await;
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let mut again = Vec::new();
+    for _ in 0..4 {
+        let answer = send(&client, "GET", &sluice.url("/health"), &[], "").await.expect("request");
+        again.push(answer.body.trim().to_owned());
+    }
+    assert!(again.iter().any(|name| name == "b"), "b is back in rotation: {again:?}");
+}

@@ -502,12 +502,80 @@ mod tests {
         (config["http"]["middlewares"].clone(), diags)
     }
 
+    /// Traefik's `with_auth.yml` provider fixture.
+    const WITH_AUTH: &str = r#"apiVersion: v1
+kind: Secret
+metadata:
+  name: authsecret
+  namespace: default
+
+data:
+  users: |2
+    dGVzdDokYXByMSRINnVza2trVyRJZ1hMUDZld1RyU3VCa1RycUU4d2ovCnRlc3QyOiRhcHIxJGQ5
+    aHI5SEJCJDRIeHdnVWlyM0hQNEVzZ2dQL1FObzAK
+
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: casecret
+  namespace: default
+
+data:
+  ca: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCi0tLS0tRU5EIENFUlRJRklDQVRFLS0tLS0=
+
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: tlssecret
+  namespace: default
+
+data:
+  tls.crt: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCi0tLS0tRU5EIENFUlRJRklDQVRFLS0tLS0=
+  tls.key: LS0tLS1CRUdJTiBQUklWQVRFIEtFWS0tLS0tCi0tLS0tRU5EIFBSSVZBVEUgS0VZLS0tLS0=
+
+---
+apiVersion: traefik.io/v1alpha1
+kind: Middleware
+metadata:
+  name: basicauth
+  namespace: default
+
+spec:
+  basicAuth:
+    secret: authsecret
+
+---
+apiVersion: traefik.io/v1alpha1
+kind: Middleware
+metadata:
+  name: digestauth
+  namespace: default
+
+spec:
+  digestAuth:
+    secret: authsecret
+---
+apiVersion: traefik.io/v1alpha1
+kind: Middleware
+metadata:
+  name: forwardauth
+  namespace: default
+
+spec:
+  forwardAuth:
+    address: test.com
+    headerField: X-Header-Field
+    tls:
+      certSecret: tlssecret
+      caSecret: casecret
+"#;
+
     #[test]
     fn traefik_with_auth_fixture() {
-        // Traefik's `with_auth.yml` and the configuration its provider test expects.
-        let (got, diags) = middlewares(include_str!(
-            "../../../../../shared/conformance/crd/fixtures/with_auth.yml"
-        ));
+        // The configuration Traefik's provider test expects from `with_auth.yml`.
+        let (got, diags) = middlewares(WITH_AUTH);
         assert!(diags.is_empty(), "{diags:?}");
         let users = json!([
             "test:$apr1$H6uskkkW$IgXLP6ewTrSuBkTrqE8wj/",

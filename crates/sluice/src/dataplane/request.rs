@@ -249,15 +249,27 @@ async fn forward_tracked(
     server: &Arc<Server>,
     outgoing: Outgoing,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    if !lb.strategy.tracks_load() {
+    if !lb.strategy.tracks_load() && lb.passive.is_none() {
         return upstream::forward(lb, server, outgoing).await;
     }
     let index = lb.servers.iter().position(|s| Arc::ptr_eq(s, server)).unwrap_or(0);
-    let in_flight = lb.load.begin(index);
+    let in_flight = lb.strategy.tracks_load().then(|| lb.load.begin(index));
     let started = Instant::now();
     let result = upstream::forward(lb, server, outgoing).await;
-    lb.load.record_ttfb(index, started.elapsed());
-    result.map(|response| response.map(|body| boxed(Tracked::new(body, in_flight))))
+    if let Some(passive) = &lb.passive {
+        let failed = match &result {
+            Ok(response) => response.status().is_server_error(),
+            Err(error) => matches!(error, ProxyError::OriginUnreachable { .. } | ProxyError::OriginTimeout { .. }),
+        };
+        passive.record(index, failed, &lb.health, lb.check.is_some());
+    }
+    match in_flight {
+        Some(in_flight) => {
+            lb.load.record_ttfb(index, started.elapsed());
+            result.map(|response| response.map(|body| boxed(Tracked::new(body, in_flight))))
+        }
+        None => result,
+    }
 }
 
 /// The client address for hash-based strategies: X-Real-Ip, which the entry point sets to the

@@ -86,7 +86,11 @@ fn wants_sniffing(response: &Response<ProxyBody>) -> bool {
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED);
     let headers = response.headers();
-    let non_empty = |name| headers.get(name).is_some_and(|v: &HeaderValue| !v.is_empty());
+    let non_empty = |name| {
+        headers
+            .get(name)
+            .is_some_and(|v: &HeaderValue| !v.is_empty())
+    };
     body_allowed
         && !headers.contains_key(header::CONTENT_TYPE)
         && !non_empty(header::CONTENT_ENCODING)
@@ -198,10 +202,13 @@ fn is_tt(b: u8) -> bool {
 /// Case-insensitive HTML tag at the first non-whitespace byte, followed by a space or `>`.
 fn html_tag(data: &[u8], tag: &[u8]) -> bool {
     data.len() > tag.len()
-        && data
-            .iter()
-            .zip(tag)
-            .all(|(&d, &t)| if t.is_ascii_uppercase() { d & 0xDF == t } else { d == t })
+        && data.iter().zip(tag).all(|(&d, &t)| {
+            if t.is_ascii_uppercase() {
+                d & 0xDF == t
+            } else {
+                d == t
+            }
+        })
         && is_tt(data[tag.len()])
 }
 
@@ -378,7 +385,10 @@ mod tests {
         assert_eq!(detect(b"<HtMl>"), "text/html; charset=utf-8");
         // A tag must be terminated by a space or `>`.
         assert_eq!(detect(b"<htmlx"), "text/plain; charset=utf-8");
-        assert_eq!(detect(b"\n<?xml version=\"1.0\"?>"), "text/xml; charset=utf-8");
+        assert_eq!(
+            detect(b"\n<?xml version=\"1.0\"?>"),
+            "text/xml; charset=utf-8"
+        );
         assert_eq!(detect(b"{\"a\": 1}"), "text/plain; charset=utf-8");
         assert_eq!(detect(b"\x89PNG\x0D\x0A\x1A\x0A\0\0"), "image/png");
         assert_eq!(detect(b"\xFF\xD8\xFF\xE0"), "image/jpeg");

@@ -35,7 +35,9 @@ pub fn compile(spec: &Value) -> Result<Arc<dyn Middleware>, MiddlewareError> {
 
 /// A `name: value` map whose values may be written as strings, numbers or booleans (YAML does
 /// not force quoting); order is kept so the result is predictable.
-fn scalar_map<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<(String, String)>, D::Error> {
+fn scalar_map<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<(String, String)>, D::Error> {
     let map = serde_json::Map::<String, Value>::deserialize(deserializer)?;
     map.into_iter()
         .map(|(name, value)| {
@@ -140,7 +142,10 @@ impl HeadersConfig {
             || !self.content_security_policy_report_only.is_empty()
             || !self.public_key.is_empty()
             || !self.referrer_policy.is_empty()
-            || self.feature_policy.as_deref().is_some_and(|p| !p.is_empty())
+            || self
+                .feature_policy
+                .as_deref()
+                .is_some_and(|p| !p.is_empty())
             || !self.permissions_policy.is_empty()
             || self.is_development
     }
@@ -230,11 +235,19 @@ impl Cors {
     }
 
     /// Answers a preflight request without involving the origin.
-    fn preflight(&self, request: &HeaderMap, origin: &str, method: &HeaderValue) -> Response<ProxyBody> {
+    fn preflight(
+        &self,
+        request: &HeaderMap,
+        origin: &str,
+        method: &HeaderValue,
+    ) -> Response<ProxyBody> {
         let mut response = Response::new(empty());
         let headers = response.headers_mut();
         if self.allow_credentials {
-            headers.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
         }
         if self.allow_headers.wildcard && self.allow_credentials {
             if let Some(asked) = request
@@ -251,7 +264,10 @@ impl Cors {
         } else if let Some(list) = &self.allow_methods.value {
             headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, list.clone());
         }
-        if let Some(allowed) = self.allowed_origin(origin).and_then(|o| HeaderValue::from_str(&o).ok()) {
+        if let Some(allowed) = self
+            .allowed_origin(origin)
+            .and_then(|o| HeaderValue::from_str(&o).ok())
+        {
             headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allowed);
         }
         if let Some(max_age) = &self.max_age {
@@ -266,11 +282,17 @@ impl Cors {
 
     /// Adds the CORS headers to an ordinary answer.
     fn decorate(&self, headers: &mut HeaderMap, origin: &str) {
-        if let Some(allowed) = self.allowed_origin(origin).and_then(|o| HeaderValue::from_str(&o).ok()) {
+        if let Some(allowed) = self
+            .allowed_origin(origin)
+            .and_then(|o| HeaderValue::from_str(&o).ok())
+        {
             headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allowed);
         }
         if self.allow_credentials {
-            headers.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
         }
         if let Some(expose) = self.expose_value() {
             headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, expose.clone());
@@ -375,7 +397,10 @@ impl Secure {
                 value(field, text).map(Some)
             }
         };
-        let frame_options = match optional("customFrameOptionsValue", &config.custom_frame_options_value)? {
+        let frame_options = match optional(
+            "customFrameOptionsValue",
+            &config.custom_frame_options_value,
+        )? {
             Some(v) => Some(v),
             None => config.frame_deny.then(|| HeaderValue::from_static("DENY")),
         };
@@ -439,7 +464,9 @@ impl Secure {
     fn is_ssl(&self, connection: &Connection, outgoing: &Outgoing) -> bool {
         let uri = outgoing.request.uri();
         let absolute_https = outgoing.request.version() < Version::HTTP_2
-            && uri.scheme_str().is_some_and(|s| s.eq_ignore_ascii_case("https"));
+            && uri
+                .scheme_str()
+                .is_some_and(|s| s.eq_ignore_ascii_case("https"));
         if connection.tls || absolute_https {
             return true;
         }
@@ -463,7 +490,10 @@ impl Secure {
             out.push((header::X_FRAME_OPTIONS, v.clone()));
         }
         if self.nosniff {
-            out.push((header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")));
+            out.push((
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ));
         }
         if let Some(v) = &self.xss {
             out.push((header::X_XSS_PROTECTION, v.clone()));
@@ -510,17 +540,25 @@ impl Headers {
     fn new(config: HeadersConfig) -> Result<Self, MiddlewareError> {
         let (custom, cors, secure) = (config.has_custom(), config.has_cors(), config.has_secure());
         if !custom && !cors && !secure {
-            return Err(MiddlewareError::new("", "headers configuration not valid: it sets nothing"));
+            return Err(MiddlewareError::new(
+                "",
+                "headers configuration not valid: it sets nothing",
+            ));
         }
         for (field, set) in [
             ("featurePolicy", config.feature_policy.is_some()),
             ("sslRedirect", config.ssl_redirect.is_some()),
-            ("sslTemporaryRedirect", config.ssl_temporary_redirect.is_some()),
+            (
+                "sslTemporaryRedirect",
+                config.ssl_temporary_redirect.is_some(),
+            ),
             ("sslHost", config.ssl_host.is_some()),
             ("sslForceHost", config.ssl_force_host.is_some()),
         ] {
             if set {
-                tracing::warn!("headers: `{field}` is deprecated and has no effect (as in Traefik v3)");
+                tracing::warn!(
+                    "headers: `{field}` is deprecated and has no effect (as in Traefik v3)"
+                );
             }
         }
         let request = config
@@ -544,14 +582,27 @@ impl Headers {
             .map(|(k, v)| {
                 let field = format!("customResponseHeaders.{k}");
                 let header = name(&field, k)?;
-                Ok((header, if v.is_empty() { None } else { Some(value(&field, v)?) }))
+                Ok((
+                    header,
+                    if v.is_empty() {
+                        None
+                    } else {
+                        Some(value(&field, v)?)
+                    },
+                ))
             })
             .collect::<Result<_, MiddlewareError>>()?;
         let cors = if cors {
             Some(Cors {
                 allow_credentials: config.access_control_allow_credentials,
-                allow_headers: Joined::new("accessControlAllowHeaders", &config.access_control_allow_headers)?,
-                allow_methods: Joined::new("accessControlAllowMethods", &config.access_control_allow_methods)?,
+                allow_headers: Joined::new(
+                    "accessControlAllowHeaders",
+                    &config.access_control_allow_headers,
+                )?,
+                allow_methods: Joined::new(
+                    "accessControlAllowMethods",
+                    &config.access_control_allow_methods,
+                )?,
                 origins: config.access_control_allow_origin_list.clone(),
                 origin_patterns: config
                     .access_control_allow_origin_list_regex
@@ -566,7 +617,10 @@ impl Headers {
                         })
                     })
                     .collect::<Result<_, _>>()?,
-                expose_headers: Joined::new("accessControlExposeHeaders", &config.access_control_expose_headers)?,
+                expose_headers: Joined::new(
+                    "accessControlExposeHeaders",
+                    &config.access_control_expose_headers,
+                )?,
                 max_age: config
                     .access_control_max_age
                     .map(|age| HeaderValue::from(age)),
@@ -595,7 +649,10 @@ impl Headers {
                     outgoing.request.headers_mut().remove(name);
                 }
                 RequestEdit::Set(name, value) => {
-                    outgoing.request.headers_mut().insert(name.clone(), value.clone());
+                    outgoing
+                        .request
+                        .headers_mut()
+                        .insert(name.clone(), value.clone());
                 }
                 RequestEdit::Host(value) => outgoing.host = value.clone(),
             }
@@ -628,7 +685,12 @@ fn header_text(headers: &HeaderMap, name: HeaderName) -> String {
 }
 
 impl Middleware for Headers {
-    fn handle<'a>(&'a self, connection: &'a Connection, mut outgoing: Outgoing, next: Next<'a>) -> Answer<'a> {
+    fn handle<'a>(
+        &'a self,
+        connection: &'a Connection,
+        mut outgoing: Outgoing,
+        next: Next<'a>,
+    ) -> Answer<'a> {
         if let Some(cors) = &self.cors {
             let headers = outgoing.request.headers();
             let method = headers
@@ -681,9 +743,11 @@ mod tests {
         assert!(typo.message.contains("frameDenny"), "{typo}");
         assert!(config(serde_json::json!({})).is_err());
         assert!(config(serde_json::json!({"customRequestHeaders": {}})).is_err());
-        let bad = config(serde_json::json!({"accessControlAllowOriginListRegex": ["("]})).unwrap_err();
+        let bad =
+            config(serde_json::json!({"accessControlAllowOriginListRegex": ["("]})).unwrap_err();
         assert_eq!(bad.field, "accessControlAllowOriginListRegex[0]");
-        let bad = config(serde_json::json!({"customRequestHeaders": {"Bad Name": "x"}})).unwrap_err();
+        let bad =
+            config(serde_json::json!({"customRequestHeaders": {"Bad Name": "x"}})).unwrap_err();
         assert_eq!(bad.field, "customRequestHeaders.Bad Name");
     }
 
@@ -696,8 +760,15 @@ mod tests {
         }))
         .unwrap();
         let secure = h.secure.as_ref().unwrap();
-        let names: Vec<_> = secure.response_headers(false).into_iter().map(|(n, _)| n).collect();
-        assert_eq!(names, vec![header::STRICT_TRANSPORT_SECURITY, header::X_XSS_PROTECTION]);
+        let names: Vec<_> = secure
+            .response_headers(false)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(
+            names,
+            vec![header::STRICT_TRANSPORT_SECURITY, header::X_XSS_PROTECTION]
+        );
         assert!(matches!(&h.request[0], RequestEdit::Set(_, v) if v == "5"));
         assert!(matches!(&h.request[1], RequestEdit::Remove(_)));
     }
@@ -710,14 +781,23 @@ mod tests {
         }))
         .unwrap();
         let cors = h.cors.as_ref().unwrap();
-        assert_eq!(cors.allowed_origin("https://a.test").as_deref(), Some("https://a.test"));
-        assert_eq!(cors.allowed_origin("https://b.test").as_deref(), Some("https://b.test"));
+        assert_eq!(
+            cors.allowed_origin("https://a.test").as_deref(),
+            Some("https://a.test")
+        );
+        assert_eq!(
+            cors.allowed_origin("https://b.test").as_deref(),
+            Some("https://b.test")
+        );
         let h = config(serde_json::json!({
             "accessControlAllowOriginListRegex": ["^https://.*\\.example\\.com$"]
         }))
         .unwrap();
         let cors = h.cors.as_ref().unwrap();
-        assert_eq!(cors.allowed_origin("https://x.example.com").as_deref(), Some("https://x.example.com"));
+        assert_eq!(
+            cors.allowed_origin("https://x.example.com").as_deref(),
+            Some("https://x.example.com")
+        );
         assert_eq!(cors.allowed_origin("https://example.org"), None);
     }
 
@@ -728,7 +808,10 @@ mod tests {
         let first = secure.response_headers(false)[0].1.clone();
         let second = secure.response_headers(false)[0].1.clone();
         let text = first.to_str().unwrap();
-        assert!(text.starts_with("script-src 'nonce-") && text.ends_with('\''), "{text}");
+        assert!(
+            text.starts_with("script-src 'nonce-") && text.ends_with('\''),
+            "{text}"
+        );
         assert_ne!(first, second);
     }
 }

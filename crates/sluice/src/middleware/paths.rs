@@ -37,7 +37,10 @@ pub fn compile(kind: &str, spec: &Value) -> Result<Arc<dyn Middleware>, Middlewa
         "replacePathRegex" => {
             ReplacePathRegex::new(parse(spec)?).map(|m| Arc::new(m) as Arc<dyn Middleware>)
         }
-        other => Err(MiddlewareError::new("", format!("`{other}` is not a path middleware"))),
+        other => Err(MiddlewareError::new(
+            "",
+            format!("`{other}` is not a path middleware"),
+        )),
     }
 }
 
@@ -175,7 +178,11 @@ fn join_clean(escaped: &str) -> String {
             other => segments.push(other),
         }
     }
-    let mut out = if rooted { String::from("/") } else { String::new() };
+    let mut out = if rooted {
+        String::from("/")
+    } else {
+        String::new()
+    };
     out.push_str(&segments.join("/"));
     if out.is_empty() {
         out.push('.');
@@ -220,7 +227,11 @@ fn encoded_prefix_len(raw: &str, decoded_len: usize) -> usize {
     let bytes = raw.as_bytes();
     let (mut i, mut decoded) = (0, 0);
     while i < bytes.len() && decoded < decoded_len {
-        i += if bytes[i] == b'%' && i + 2 < bytes.len() { 3 } else { 1 };
+        i += if bytes[i] == b'%' && i + 2 < bytes.len() {
+            3
+        } else {
+            1
+        };
         decoded += 1;
     }
     i.min(bytes.len())
@@ -259,7 +270,8 @@ fn header_value(field: &str, text: &str) -> Result<HeaderValue, MiddlewareError>
 }
 
 fn compile_regex(field: &str, pattern: &str) -> Result<regex::Regex, MiddlewareError> {
-    regex::Regex::new(pattern).map_err(|e| MiddlewareError::new(field, format!("invalid regular expression: {e}")))
+    regex::Regex::new(pattern)
+        .map_err(|e| MiddlewareError::new(field, format!("invalid regular expression: {e}")))
 }
 
 fn compile_bytes_regex(field: &str, pattern: &str) -> Result<regex::bytes::Regex, MiddlewareError> {
@@ -306,7 +318,12 @@ impl AddPrefix {
 }
 
 impl Middleware for AddPrefix {
-    fn handle<'a>(&'a self, _: &'a Connection, mut outgoing: Outgoing, next: Next<'a>) -> Answer<'a> {
+    fn handle<'a>(
+        &'a self,
+        _: &'a Connection,
+        mut outgoing: Outgoing,
+        next: Next<'a>,
+    ) -> Answer<'a> {
         match self.rewrite(&mut outgoing) {
             Ok(()) => next.run(outgoing),
             Err(response) => answer(response),
@@ -370,7 +387,10 @@ impl StripPrefix {
         let (new_decoded, new_raw) = if self.force_slash {
             let mut d = b"/".to_vec();
             d.extend_from_slice(rest.strip_prefix(b"/").unwrap_or(rest));
-            (d, format!("/{}", raw_rest.strip_prefix('/').unwrap_or(raw_rest)))
+            (
+                d,
+                format!("/{}", raw_rest.strip_prefix('/').unwrap_or(raw_rest)),
+            )
         } else {
             (leading_slash_bytes(rest), leading_slash(raw_rest))
         };
@@ -387,7 +407,12 @@ impl StripPrefix {
 }
 
 impl Middleware for StripPrefix {
-    fn handle<'a>(&'a self, _: &'a Connection, mut outgoing: Outgoing, next: Next<'a>) -> Answer<'a> {
+    fn handle<'a>(
+        &'a self,
+        _: &'a Connection,
+        mut outgoing: Outgoing,
+        next: Next<'a>,
+    ) -> Answer<'a> {
         match self.rewrite(&mut outgoing) {
             Ok(()) => next.run(outgoing),
             Err(response) => answer(response),
@@ -454,7 +479,12 @@ impl StripPrefixRegex {
 }
 
 impl Middleware for StripPrefixRegex {
-    fn handle<'a>(&'a self, _: &'a Connection, mut outgoing: Outgoing, next: Next<'a>) -> Answer<'a> {
+    fn handle<'a>(
+        &'a self,
+        _: &'a Connection,
+        mut outgoing: Outgoing,
+        next: Next<'a>,
+    ) -> Answer<'a> {
         match self.rewrite(&mut outgoing) {
             Ok(()) => next.run(outgoing),
             Err(response) => answer(response),
@@ -488,14 +518,19 @@ impl ReplacePath {
         let old = HeaderValue::from_str(current_path(outgoing)).map_err(|_| bad_request())?;
         outgoing.request.headers_mut().append(X_REPLACED_PATH, old);
         // Traefik answers 500 with the decoding error when the configured path is malformed.
-        let decoded = unescape(&self.path)
-            .map_err(|e| plain_error(StatusCode::INTERNAL_SERVER_ERROR, &e))?;
+        let decoded =
+            unescape(&self.path).map_err(|e| plain_error(StatusCode::INTERNAL_SERVER_ERROR, &e))?;
         set_path(outgoing, &escaped_path(&self.path, &decoded))
     }
 }
 
 impl Middleware for ReplacePath {
-    fn handle<'a>(&'a self, _: &'a Connection, mut outgoing: Outgoing, next: Next<'a>) -> Answer<'a> {
+    fn handle<'a>(
+        &'a self,
+        _: &'a Connection,
+        mut outgoing: Outgoing,
+        next: Next<'a>,
+    ) -> Answer<'a> {
         match self.rewrite(&mut outgoing) {
             Ok(()) => next.run(outgoing),
             Err(response) => answer(response),
@@ -552,7 +587,12 @@ impl ReplacePathRegex {
 }
 
 impl Middleware for ReplacePathRegex {
-    fn handle<'a>(&'a self, _: &'a Connection, mut outgoing: Outgoing, next: Next<'a>) -> Answer<'a> {
+    fn handle<'a>(
+        &'a self,
+        _: &'a Connection,
+        mut outgoing: Outgoing,
+        next: Next<'a>,
+    ) -> Answer<'a> {
         match self.rewrite(&mut outgoing) {
             Ok(()) => next.run(outgoing),
             Err(response) => answer(response),
@@ -567,7 +607,10 @@ mod tests {
     #[test]
     fn unescape_decodes_and_names_bad_escapes() {
         assert_eq!(unescape("/a%20b%2Fc").unwrap(), b"/a b/c");
-        assert_eq!(unescape("/a%zzb").unwrap_err(), "invalid URL escape \"%zz\"");
+        assert_eq!(
+            unescape("/a%zzb").unwrap_err(),
+            "invalid URL escape \"%zz\""
+        );
         assert_eq!(unescape("/a%2").unwrap_err(), "invalid URL escape \"%2\"");
     }
 

@@ -23,7 +23,10 @@ pub fn compile(kind: &str, spec: &Value) -> Result<Arc<dyn Middleware>, Middlewa
     match kind {
         "redirectScheme" => Ok(Arc::new(RedirectScheme::new(parse(spec)?)?)),
         "redirectRegex" => Ok(Arc::new(RedirectRegex::new(parse(spec)?)?)),
-        other => Err(MiddlewareError::new("", format!("`{other}` is not a redirect middleware"))),
+        other => Err(MiddlewareError::new(
+            "",
+            format!("`{other}` is not a redirect middleware"),
+        )),
     }
 }
 
@@ -133,7 +136,10 @@ struct RedirectScheme {
 impl RedirectScheme {
     fn new(config: RedirectSchemeConfig) -> Result<Self, MiddlewareError> {
         if config.scheme.is_empty() {
-            return Err(MiddlewareError::new("scheme", "you must provide a target scheme"));
+            return Err(MiddlewareError::new(
+                "scheme",
+                "you must provide a target scheme",
+            ));
         }
         if !config.port.is_empty() && config.port.parse::<u16>().is_err() {
             return Err(MiddlewareError::new(
@@ -166,7 +172,11 @@ impl RedirectScheme {
         let mut scheme = "http";
         let mut uri = request_uri(outgoing);
         if let Some(parts) = ABSOLUTE_TARGET.captures(&uri) {
-            scheme = if &parts[1] == "https" { "https" } else { "http" };
+            scheme = if &parts[1] == "https" {
+                "https"
+            } else {
+                "http"
+            };
             if let Some(h) = parts.get(2).filter(|m| !m.is_empty()) {
                 host = h.as_str().to_owned();
             }
@@ -209,10 +219,19 @@ impl RedirectScheme {
 }
 
 impl Middleware for RedirectScheme {
-    fn handle<'a>(&'a self, connection: &'a Connection, outgoing: Outgoing, next: Next<'a>) -> Answer<'a> {
+    fn handle<'a>(
+        &'a self,
+        connection: &'a Connection,
+        outgoing: Outgoing,
+        next: Next<'a>,
+    ) -> Answer<'a> {
         let old = Self::client_url(connection, &outgoing);
         match self.target(&old) {
-            Some(location) => answer(redirect(outgoing.request.method(), &location, self.permanent)),
+            Some(location) => answer(redirect(
+                outgoing.request.method(),
+                &location,
+                self.permanent,
+            )),
             None => next.run(outgoing),
         }
     }
@@ -242,8 +261,9 @@ struct RedirectRegex {
 
 impl RedirectRegex {
     fn new(config: RedirectRegexConfig) -> Result<Self, MiddlewareError> {
-        let regex = Regex::new(&config.regex)
-            .map_err(|e| MiddlewareError::new("regex", format!("invalid regular expression: {e}")))?;
+        let regex = Regex::new(&config.regex).map_err(|e| {
+            MiddlewareError::new("regex", format!("invalid regular expression: {e}"))
+        })?;
         Ok(Self {
             regex,
             replacement: config.replacement,
@@ -258,7 +278,11 @@ impl RedirectRegex {
         let mut port = String::new();
         let mut uri = request_uri(outgoing);
         if let Some(parts) = ABSOLUTE_TARGET.captures(&uri) {
-            scheme = if &parts[1] == "https" { "https" } else { "http" };
+            scheme = if &parts[1] == "https" {
+                "https"
+            } else {
+                "http"
+            };
             if let Some(h) = parts.get(2).filter(|m| !m.is_empty()) {
                 host = h.as_str().to_owned();
             }
@@ -275,7 +299,12 @@ impl RedirectRegex {
 }
 
 impl Middleware for RedirectRegex {
-    fn handle<'a>(&'a self, connection: &'a Connection, outgoing: Outgoing, next: Next<'a>) -> Answer<'a> {
+    fn handle<'a>(
+        &'a self,
+        connection: &'a Connection,
+        outgoing: Outgoing,
+        next: Next<'a>,
+    ) -> Answer<'a> {
         let old = Self::raw_url(connection, &outgoing);
         if !self.regex.is_match(&old) {
             return next.run(outgoing);

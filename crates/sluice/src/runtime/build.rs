@@ -13,7 +13,7 @@ use sluice_config::{Diagnostic, Severity};
 use sluice_rules::{default_priority, Route, RouteTable, Rule, Syntax};
 
 use super::server::Server;
-use super::health::{spawn_checks, Health, HealthCheck, HealthCheckConfig};
+use super::health::{spawn_checks, Health, HealthCheck, HealthCheckConfig, Passive, PassiveConfig};
 use super::service::{Failover, LoadBalancer, Mirroring, Service, Weighted};
 use super::sticky::StickyCookie;
 use super::strategy::{Load, Strategy};
@@ -331,6 +331,14 @@ impl Builder<'_> {
                     StickyCookie::new(cookie, name, &urls)
                 });
             let strategy = Strategy::parse(lb.strategy.as_deref())?;
+            let passive = match &lb.passive_health_check {
+                Some(value) => {
+                    let config: PassiveConfig = serde_json::from_value(value.clone())
+                        .map_err(|e| format!("passiveHealthCheck: {e}"))?;
+                    Some(Passive::new(&config, servers.len()))
+                }
+                None => None,
+            };
             let check = match &lb.health_check {
                 Some(value) => {
                     let config: HealthCheckConfig = serde_json::from_value(value.clone())
@@ -344,6 +352,7 @@ impl Builder<'_> {
                 sticky,
                 health: Health::new(servers.len()),
                 check,
+                passive,
                 strategy,
                 load: Load::new(servers.len()),
                 weights: weights.clone(),

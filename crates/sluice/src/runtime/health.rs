@@ -204,6 +204,71 @@ impl HealthCheck {
     }
 }
 
+/// `loadBalancer.passiveHealthCheck` (Traefik v3.6+).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PassiveConfig {
+    #[serde(default)]
+    pub failure_window: Option<GoDuration>,
+    #[serde(default)]
+    pub max_failed_attempts: Option<u32>,
+}
+
+/// Passive health checking: servers that fail real requests are taken out of rotation.
+///
+/// A request fails when the server could not be reached or answered 5xx; any success clears the
+/// server's failures. `maxFailedAttempts` failures within `failureWindow` take the server down;
+/// without an active check it comes back after `failureWindow`, with one the active check
+/// decides when.
+#[derive(Debug)]
+pub struct Passive {
+    window: Duration,
+    max_failures: usize,
+    failures: Vec<Mutex<Vec<tokio::time::Instant>>>,
+}
+
+impl Passive {
+    pub fn new(config: &PassiveConfig, servers: usize) -> Self {
+        Self {
+            window: config
+                .failure_window
+                .and_then(|d| d.as_std())
+                .filter(|d| !d.is_zero())
+                .unwrap_or(Duration::from_secs(10)),
+            max_failures: config.max_failed_attempts.unwrap_or(1).max(1) as usize,
+            failures: (0..servers).map(|_| Mutex::new(Vec::new())).collect(),
+        }
+    }
+
+    /// Records the outcome of a request to server `index`.
+    pub fn record(&self, index: usize, failed: bool, health: &Arc<Health>, active: bool) {
+        let Some(list) = self.failures.get(index) else { return };
+        let mut list = list.lock().unwrap_or_else(|p| p.into_inner());
+        if !failed {
+            list.clear();
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        list.retain(|t| now.duration_since(*t) < self.window);
+        list.push(now);
+        if list.len() >= self.max_failures && health.is_up(index) {
+            list.clear();
+            health.set(index, false);
+            tracing::warn!(server = index, "passive health check: server taken out of rotation");
+            if !active {
+                let weak = Arc::downgrade(health);
+                let window = self.window;
+                tokio::spawn(async move {
+                    tokio::time::sleep(window).await;
+                    if let Some(health) = weak.upgrade() {
+                        health.set(index, true);
+                    }
+                });
+            }
+        }
+    }
+}
+
 type CheckClient = Client<HttpConnector, Empty<Bytes>>;
 
 /// Starts checking every server of a balancer; the checks stop when the balancer is dropped.

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use super::health::{Health, HealthCheck};
+use super::health::{Health, HealthCheck, Passive};
 use super::server::Server;
 use super::sticky::StickyCookie;
 use super::strategy::{self, Load, Strategy};
@@ -89,6 +89,8 @@ pub struct LoadBalancer {
     pub health: Arc<Health>,
     /// The active health check, when configured (started once the balancer is in use).
     pub(crate) check: Option<HealthCheck>,
+    /// Passive health checking, when configured.
+    pub passive: Option<Passive>,
     pub strategy: Strategy,
     /// Requests in flight and response times per server (p2c, leasttime).
     pub load: Arc<Load>,
@@ -242,6 +244,7 @@ mod tests {
             sticky: None,
             health: Health::new(0),
             check: None,
+            passive: None,
             strategy: Strategy::Wrr,
             load: Load::new(0),
             weights: Vec::new(),

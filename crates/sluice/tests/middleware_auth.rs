@@ -53,7 +53,9 @@ async fn auth_server() -> AuthServer {
     let recorder = seen.clone();
     let task = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let recorder = recorder.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |req| decide(req, recorder.clone()));
@@ -71,7 +73,11 @@ async fn decide(
     seen: Arc<Mutex<Vec<AuthRequest>>>,
 ) -> Result<http::Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let token = parts
         .headers
         .get("x-token")
@@ -126,7 +132,10 @@ async fn start(trusted: bool) -> Setup {
     let (mut started, mut vars) = origins(&["app"]).await;
     let auth = auth_server().await;
     vars.push(("auth", auth.url.clone()));
-    vars.push(("auth_down", format!("http://127.0.0.1:{}", common::free_port())));
+    vars.push((
+        "auth_down",
+        format!("http://127.0.0.1:{}", common::free_port()),
+    ));
     let users_dir = tempfile::tempdir().unwrap();
     let users_file = users_dir.path().join("htpasswd");
     std::fs::write(
@@ -172,16 +181,35 @@ async fn basic_auth_challenges_then_accepts_every_hash_type() {
 
     let denied = get(&url, &[]).await;
     assert_eq!(denied.status, 401);
-    assert_eq!(header(&denied, "www-authenticate"), Some("Basic realm=\"traefik\""));
+    assert_eq!(
+        header(&denied, "www-authenticate"),
+        Some("Basic realm=\"traefik\"")
+    );
     assert_eq!(header(&denied, "content-type"), Some("text/plain"));
     assert_eq!(denied.body, "401 Unauthorized\n");
-    assert_eq!(s.origin_requests(), 0, "a refused request never reaches the origin");
+    assert_eq!(
+        s.origin_requests(),
+        0,
+        "a refused request never reaches the origin"
+    );
 
-    for (user, password) in [("test", "hello"), ("test2", "hello2"), ("test3", "hello3"), ("classic", "password")] {
+    for (user, password) in [
+        ("test", "hello"),
+        ("test2", "hello2"),
+        ("test3", "hello3"),
+        ("classic", "password"),
+    ] {
         let answer = get(&url, &[("Authorization", &basic(user, password))]).await;
         assert_eq!(answer.status, 200, "{user}");
-        assert_eq!(answer.seen("X-Webauth-User"), Some(user), "headerField names the user");
-        assert!(answer.seen("Authorization").is_some(), "kept without removeHeader");
+        assert_eq!(
+            answer.seen("X-Webauth-User"),
+            Some(user),
+            "headerField names the user"
+        );
+        assert!(
+            answer.seen("Authorization").is_some(),
+            "kept without removeHeader"
+        );
     }
     assert_eq!(s.origin_requests(), 4);
 }
@@ -200,10 +228,17 @@ async fn basic_auth_refuses_wrong_unknown_and_plain_credentials() {
     ] {
         let answer = get(&url, &[("Authorization", &basic(user, password))]).await;
         assert_eq!(answer.status, 401, "{user}:{password}");
-        assert_eq!(header(&answer, "www-authenticate"), Some("Basic realm=\"traefik\""));
+        assert_eq!(
+            header(&answer, "www-authenticate"),
+            Some("Basic realm=\"traefik\"")
+        );
     }
     for raw in ["Bearer abc", "Basic not-base64!", "Basic dGVzdA=="] {
-        assert_eq!(get(&url, &[("Authorization", raw)]).await.status, 401, "{raw}");
+        assert_eq!(
+            get(&url, &[("Authorization", raw)]).await.status,
+            401,
+            "{raw}"
+        );
     }
     assert_eq!(s.origin_requests(), 0);
 }
@@ -213,7 +248,10 @@ async fn basic_auth_header_field_cannot_be_spoofed() {
     let s = start(false).await;
     let answer = get(
         &s.sluice.url("/basic/page"),
-        &[("Authorization", &basic("test", "hello")), ("X-WebAuth-User", "admin")],
+        &[
+            ("Authorization", &basic("test", "hello")),
+            ("X-WebAuth-User", "admin"),
+        ],
     )
     .await;
     assert_eq!(answer.status, 200);
@@ -231,12 +269,19 @@ async fn basic_auth_users_file_realm_and_remove_header() {
     let url = s.sluice.url("/basic-file/x");
     let denied = get(&url, &[]).await;
     assert_eq!(denied.status, 401);
-    assert_eq!(header(&denied, "www-authenticate"), Some("Basic realm=\"Staff Only\""));
+    assert_eq!(
+        header(&denied, "www-authenticate"),
+        Some("Basic realm=\"Staff Only\"")
+    );
 
     for (user, password) in [("test16", "topsecret"), ("test", "hello")] {
         let answer = get(&url, &[("Authorization", &basic(user, password))]).await;
         assert_eq!(answer.status, 200, "{user}");
-        assert_eq!(answer.seen("Authorization"), None, "removeHeader strips the credentials");
+        assert_eq!(
+            answer.seen("Authorization"),
+            None,
+            "removeHeader strips the credentials"
+        );
     }
     // Users of the other middleware are not users of this one.
     let other = get(&url, &[("Authorization", &basic("test2", "hello2"))]).await;
@@ -247,7 +292,10 @@ async fn basic_auth_users_file_realm_and_remove_header() {
 // digestAuth
 
 fn md5_hex(text: &str) -> String {
-    Md5::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Md5::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A parameter of a `Digest ...` challenge.
@@ -301,26 +349,64 @@ async fn digest_auth_challenge_response_and_nonce_counts() {
     assert_eq!(denied.status, 401);
     assert_eq!(denied.body, "401 Unauthorized\n");
     let challenge = header(&denied, "www-authenticate").unwrap();
-    assert!(challenge.starts_with("Digest realm=\"traefik\", nonce=\""), "{challenge}");
-    assert!(challenge.ends_with("algorithm=\"MD5\", qop=\"auth\""), "{challenge}");
+    assert!(
+        challenge.starts_with("Digest realm=\"traefik\", nonce=\""),
+        "{challenge}"
+    );
+    assert!(
+        challenge.ends_with("algorithm=\"MD5\", qop=\"auth\""),
+        "{challenge}"
+    );
     assert!(!client.nonce.is_empty() && !client.opaque.is_empty());
 
-    let ok = get(&url, &[("Authorization", &client.authorization("alice", "traefik", "wonderland", uri, 1))]).await;
+    let ok = get(
+        &url,
+        &[(
+            "Authorization",
+            &client.authorization("alice", "traefik", "wonderland", uri, 1),
+        )],
+    )
+    .await;
     assert_eq!(ok.status, 200, "{}", ok.body);
     assert_eq!(ok.seen("X-Digest-User"), Some("alice"));
     assert_eq!(ok.seen("Authorization"), None, "removeHeader");
 
     // The same nonce count again is a replay: a fresh challenge, not stale.
-    let replay = get(&url, &[("Authorization", &client.authorization("alice", "traefik", "wonderland", uri, 1))]).await;
+    let replay = get(
+        &url,
+        &[(
+            "Authorization",
+            &client.authorization("alice", "traefik", "wonderland", uri, 1),
+        )],
+    )
+    .await;
     assert_eq!(replay.status, 401);
-    assert!(!header(&replay, "www-authenticate").unwrap().contains("stale"));
+    assert!(!header(&replay, "www-authenticate")
+        .unwrap()
+        .contains("stale"));
 
-    let next = get(&url, &[("Authorization", &client.authorization("alice", "traefik", "wonderland", uri, 3))]).await;
+    let next = get(
+        &url,
+        &[(
+            "Authorization",
+            &client.authorization("alice", "traefik", "wonderland", uri, 3),
+        )],
+    )
+    .await;
     assert_eq!(next.status, 200);
     // Going backwards is reported stale, so the client can retry with a new nonce.
-    let backwards = get(&url, &[("Authorization", &client.authorization("alice", "traefik", "wonderland", uri, 2))]).await;
+    let backwards = get(
+        &url,
+        &[(
+            "Authorization",
+            &client.authorization("alice", "traefik", "wonderland", uri, 2),
+        )],
+    )
+    .await;
     assert_eq!(backwards.status, 401);
-    assert!(header(&backwards, "www-authenticate").unwrap().contains("stale=\"true\""));
+    assert!(header(&backwards, "www-authenticate")
+        .unwrap()
+        .contains("stale=\"true\""));
     assert_eq!(s.origin_requests(), 2);
 }
 
@@ -331,12 +417,35 @@ async fn digest_auth_refuses_bad_credentials() {
     let url = s.sluice.url(uri);
     let (_, client) = DigestClient::challenge(&url).await;
     let cases = [
-        ("wrong password", client.authorization("alice", "traefik", "wonderlanD", uri, 1)),
+        (
+            "wrong password",
+            client.authorization("alice", "traefik", "wonderlanD", uri, 1),
+        ),
         // bob exists, but in another realm than the middleware's.
-        ("other realm", client.authorization("bob", "other", "builder", uri, 1)),
-        ("unknown nonce", DigestClient { nonce: "bm9wZQ==".into(), opaque: client.opaque.clone() }.authorization("alice", "traefik", "wonderland", uri, 1)),
-        ("wrong opaque", DigestClient { nonce: client.nonce.clone(), opaque: "x".into() }.authorization("alice", "traefik", "wonderland", uri, 1)),
-        ("other uri", client.authorization("alice", "traefik", "wonderland", "/elsewhere", 1)),
+        (
+            "other realm",
+            client.authorization("bob", "other", "builder", uri, 1),
+        ),
+        (
+            "unknown nonce",
+            DigestClient {
+                nonce: "bm9wZQ==".into(),
+                opaque: client.opaque.clone(),
+            }
+            .authorization("alice", "traefik", "wonderland", uri, 1),
+        ),
+        (
+            "wrong opaque",
+            DigestClient {
+                nonce: client.nonce.clone(),
+                opaque: "x".into(),
+            }
+            .authorization("alice", "traefik", "wonderland", uri, 1),
+        ),
+        (
+            "other uri",
+            client.authorization("alice", "traefik", "wonderland", "/elsewhere", 1),
+        ),
     ];
     for (what, authorization) in cases {
         let answer = get(&url, &[("Authorization", &authorization)]).await;
@@ -344,7 +453,14 @@ async fn digest_auth_refuses_bad_credentials() {
     }
     assert_eq!(s.origin_requests(), 0);
     // A URI that is a path prefix of the request is accepted (Traefik's leniency).
-    let prefix = get(&url, &[("Authorization", &client.authorization("alice", "traefik", "wonderland", "/digest/", 1))]).await;
+    let prefix = get(
+        &url,
+        &[(
+            "Authorization",
+            &client.authorization("alice", "traefik", "wonderland", "/digest/", 1),
+        )],
+    )
+    .await;
     assert_eq!(prefix.status, 200);
 }
 
@@ -373,13 +489,34 @@ async fn forward_auth_allows_and_copies_identity_headers() {
     assert_eq!(answer.status, 200, "{}", answer.body);
     // The origin sees the auth server's word, not the client's.
     assert_eq!(answer.seen("X-Auth-User"), Some("alice"));
-    let roles: Vec<&str> = answer.body.lines().filter_map(|l| l.strip_prefix("X-Auth-Extra-Role: ")).collect();
+    let roles: Vec<&str> = answer
+        .body
+        .lines()
+        .filter_map(|l| l.strip_prefix("X-Auth-Extra-Role: "))
+        .collect();
     assert_eq!(roles, ["admin", "auditor"]);
-    assert_eq!(answer.seen("X-Auth-Extra-Stale"), None, "regex matches are replaced");
-    assert_eq!(answer.seen("X-Other"), None, "unlisted headers stay with the auth server");
-    assert_eq!(answer.seen("Body-Bytes"), Some("7"), "the body still reaches the origin");
+    assert_eq!(
+        answer.seen("X-Auth-Extra-Stale"),
+        None,
+        "regex matches are replaced"
+    );
+    assert_eq!(
+        answer.seen("X-Other"),
+        None,
+        "unlisted headers stay with the auth server"
+    );
+    assert_eq!(
+        answer.seen("Body-Bytes"),
+        Some("7"),
+        "the body still reaches the origin"
+    );
     // Only the listed auth cookie reaches the client.
-    let cookies: Vec<&str> = answer.headers.get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).collect();
+    let cookies: Vec<&str> = answer
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
     assert_eq!(cookies, ["session=s1; Path=/"]);
 
     let asked = s.auth.requests();
@@ -388,7 +525,14 @@ async fn forward_auth_allows_and_copies_identity_headers() {
     assert_eq!(asked.method, "GET", "the auth request is a GET");
     assert_eq!(asked.uri, "/check");
     assert!(asked.body.is_empty(), "no body without forwardBody");
-    let h = |name: &str| asked.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let h = |name: &str| {
+        asked
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
     assert_eq!(h("x-forwarded-method"), "POST");
     assert_eq!(h("x-forwarded-uri"), "/fwd/resource?q=1");
     assert_eq!(h("x-forwarded-proto"), "http");
@@ -396,7 +540,10 @@ async fn forward_auth_allows_and_copies_identity_headers() {
     assert_eq!(h("x-forwarded-for"), "203.0.113.9, 127.0.0.1");
     assert_eq!(h("x-token"), "good");
     assert_eq!(h("host"), s.auth.url.trim_start_matches("http://"));
-    assert!(!asked.headers.contains_key("x-hop"), "headers named in Connection are not sent");
+    assert!(
+        !asked.headers.contains_key("x-hop"),
+        "headers named in Connection are not sent"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -405,17 +552,27 @@ async fn forward_auth_refusal_is_relayed() {
     let answer = get(&s.sluice.url("/fwd/secret"), &[]).await;
     assert_eq!(answer.status, 401);
     assert_eq!(answer.body, "denied by auth");
-    assert_eq!(header(&answer, "www-authenticate"), Some("Bearer realm=\"auth\""));
+    assert_eq!(
+        header(&answer, "www-authenticate"),
+        Some("Bearer realm=\"auth\"")
+    );
     assert_eq!(s.origin_requests(), 0);
 
     // A relative Location is made absolute against the auth server...
     let redirect = get(&s.sluice.url("/fwd/secret"), &[("X-Token", "redirect")]).await;
     assert_eq!(redirect.status, 302);
-    assert_eq!(header(&redirect, "location"), Some(format!("{}/login?x=1", s.auth.url).as_str()));
+    assert_eq!(
+        header(&redirect, "location"),
+        Some(format!("{}/login?x=1", s.auth.url).as_str())
+    );
     assert_eq!(header(&redirect, "x-reason"), Some("login first"));
     assert_eq!(redirect.body, "go login");
     // ...unless preserveLocationHeader is set.
-    let preserved = get(&s.sluice.url("/fwd-preserve/secret"), &[("X-Token", "redirect")]).await;
+    let preserved = get(
+        &s.sluice.url("/fwd-preserve/secret"),
+        &[("X-Token", "redirect")],
+    )
+    .await;
     assert_eq!(preserved.status, 302);
     assert_eq!(header(&preserved, "location"), Some("/login?x=1"));
     assert_eq!(s.origin_requests(), 0);
@@ -426,7 +583,11 @@ async fn forward_auth_untrusted_headers_method_and_body() {
     let s = start(true).await;
     let client = common::client();
     // trustForwardHeader: false drops the client's X-Forwarded-* before asking.
-    let ok = get(&s.sluice.url("/fwd-preserve/a"), &[("X-Token", "good"), ("X-Forwarded-Prefix", "/evil")]).await;
+    let ok = get(
+        &s.sluice.url("/fwd-preserve/a"),
+        &[("X-Token", "good"), ("X-Forwarded-Prefix", "/evil")],
+    )
+    .await;
     assert_eq!(ok.status, 200);
     let asked = s.auth.requests().pop().unwrap();
     assert!(!asked.headers.contains_key("x-forwarded-prefix"));
@@ -444,7 +605,11 @@ async fn forward_auth_untrusted_headers_method_and_body() {
     .await
     .unwrap();
     assert_eq!(ok.status, 200);
-    assert_eq!(ok.seen("Body-Bytes"), Some("10"), "the origin still gets the body");
+    assert_eq!(
+        ok.seen("Body-Bytes"),
+        Some("10"),
+        "the origin still gets the body"
+    );
     let asked = s.auth.requests().pop().unwrap();
     assert_eq!(asked.method, "PUT");
     assert_eq!(asked.body.as_ref(), b"hello body");
@@ -453,7 +618,15 @@ async fn forward_auth_untrusted_headers_method_and_body() {
 
     // Over maxBodySize (16): 401, and neither the auth server nor the origin is asked.
     let before = s.auth.requests().len();
-    let big = send(&client, "PUT", &s.sluice.url("/fwd-legacy/b"), &[("X-Token", "good")], "seventeen bytes!!").await.unwrap();
+    let big = send(
+        &client,
+        "PUT",
+        &s.sluice.url("/fwd-legacy/b"),
+        &[("X-Token", "good")],
+        "seventeen bytes!!",
+    )
+    .await
+    .unwrap();
     assert_eq!(big.status, 401);
     assert_eq!(s.auth.requests().len(), before);
     assert_eq!(s.origin_requests(), 2);
@@ -486,7 +659,11 @@ async fn ip_strategy_depth_and_excluded_ips_read_forwarded_for() {
     let depth = |xff: &'static str| {
         let url = s.sluice.url("/depth/x");
         async move {
-            let headers: Vec<(&str, &str)> = if xff.is_empty() { vec![] } else { vec![("X-Forwarded-For", xff)] };
+            let headers: Vec<(&str, &str)> = if xff.is_empty() {
+                vec![]
+            } else {
+                vec![("X-Forwarded-For", xff)]
+            };
             get(&url, &headers).await.status
         }
     };
@@ -503,8 +680,14 @@ async fn ip_strategy_depth_and_excluded_ips_read_forwarded_for() {
     let allowed = excluded("198.51.100.7, 10.1.1.1, 10.2.2.2").await;
     assert_eq!(allowed.status, 200);
     // The origin sees the header as received plus the peer.
-    assert_eq!(allowed.seen("X-Forwarded-For"), Some("198.51.100.7, 10.1.1.1, 10.2.2.2, 127.0.0.1"));
-    assert_eq!(excluded("198.51.100.7, 192.0.2.1, 10.2.2.2").await.status, 403);
+    assert_eq!(
+        allowed.seen("X-Forwarded-For"),
+        Some("198.51.100.7, 10.1.1.1, 10.2.2.2, 127.0.0.1")
+    );
+    assert_eq!(
+        excluded("198.51.100.7, 192.0.2.1, 10.2.2.2").await.status,
+        403
+    );
     let denied = excluded("10.1.1.1").await;
     assert_eq!(denied.status, 403);
     assert_eq!(denied.body, "Forbidden");
@@ -514,7 +697,11 @@ async fn ip_strategy_depth_and_excluded_ips_read_forwarded_for() {
 async fn untrusted_forwarded_for_is_ignored_by_strategies() {
     let s = start(false).await;
     // The entry point drops an untrusted client's X-Forwarded-For: depth finds nothing.
-    let answer = get(&s.sluice.url("/depth/x"), &[("X-Forwarded-For", "198.51.100.1, 203.0.113.5, 10.0.0.1")]).await;
+    let answer = get(
+        &s.sluice.url("/depth/x"),
+        &[("X-Forwarded-For", "198.51.100.1, 203.0.113.5, 10.0.0.1")],
+    )
+    .await;
     assert_eq!(answer.status, 403);
 }
 
@@ -535,7 +722,11 @@ async fn invalid_middleware_disables_its_router_with_a_diagnostic() {
 async fn wait_for_origin(s: &Setup, n: u64) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while s.origin_requests() < n {
-        assert!(Instant::now() < deadline, "origin saw {} of {n} requests", s.origin_requests());
+        assert!(
+            Instant::now() < deadline,
+            "origin saw {} of {n} requests",
+            s.origin_requests()
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -556,13 +747,21 @@ async fn in_flight_limit_per_host() {
     assert_eq!(over.status, 429);
     assert_eq!(over.body, "max connections reached: 2");
     // Another Host is another source.
-    let other = get(&s.sluice.url("/inflight/fast"), &[("Host", "other.example")]).await;
+    let other = get(
+        &s.sluice.url("/inflight/fast"),
+        &[("Host", "other.example")],
+    )
+    .await;
     assert_eq!(other.status, 200);
 
     for task in slow {
         assert_eq!(task.await.unwrap(), 200);
     }
-    assert_eq!(get(&s.sluice.url("/inflight/fast"), &[]).await.status, 200, "slots are given back");
+    assert_eq!(
+        get(&s.sluice.url("/inflight/fast"), &[]).await.status,
+        200,
+        "slots are given back"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -580,7 +779,12 @@ async fn in_flight_limit_per_header() {
     let a_again = get(&s.sluice.url("/inflight-header/x"), &[("X-Tenant", "a")]).await;
     assert_eq!(a_again.status, 429);
     assert_eq!(a_again.body, "max connections reached: 1");
-    assert_eq!(get(&s.sluice.url("/inflight-header/x"), &[("X-Tenant", "c")]).await.status, 200);
+    assert_eq!(
+        get(&s.sluice.url("/inflight-header/x"), &[("X-Tenant", "c")])
+            .await
+            .status,
+        200
+    );
     for task in slow {
         assert_eq!(task.await.unwrap(), 200, "both tenants got their slot");
     }
@@ -623,19 +827,28 @@ async fn pass_tls_client_cert_without_certificate_changes_nothing() {
     let trusted = start(true).await;
     let answer = get(
         &trusted.sluice.url("/cert/x"),
-        &[("X-Forwarded-Tls-Client-Cert", "MIIB"), ("X-Forwarded-Tls-Client-Cert-Info", "Subject%3D%22CN%3Da%22")],
+        &[
+            ("X-Forwarded-Tls-Client-Cert", "MIIB"),
+            ("X-Forwarded-Tls-Client-Cert-Info", "Subject%3D%22CN%3Da%22"),
+        ],
     )
     .await;
     assert_eq!(answer.status, 200);
     assert_eq!(answer.seen("X-Forwarded-Tls-Client-Cert"), Some("MIIB"));
-    assert_eq!(answer.seen("X-Forwarded-Tls-Client-Cert-Info"), Some("Subject%3D%22CN%3Da%22"));
+    assert_eq!(
+        answer.seen("X-Forwarded-Tls-Client-Cert-Info"),
+        Some("Subject%3D%22CN%3Da%22")
+    );
     drop(trusted);
 
     // From anyone else they never reach the origin.
     let untrusted = start(false).await;
     let answer = get(
         &untrusted.sluice.url("/cert/x"),
-        &[("X-Forwarded-Tls-Client-Cert", "MIIB"), ("X-Forwarded-Tls-Client-Cert-Info", "forged")],
+        &[
+            ("X-Forwarded-Tls-Client-Cert", "MIIB"),
+            ("X-Forwarded-Tls-Client-Cert-Info", "forged"),
+        ],
     )
     .await;
     assert_eq!(answer.status, 200);

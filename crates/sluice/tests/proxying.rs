@@ -199,3 +199,75 @@ async fn large_bodies_stream_with_bounded_memory() {
         "peak RSS {peak_mib} MiB: bodies are being buffered"
     );
 }
+
+/// Server-sent events pass through one by one: the origin sends the next event only after the
+/// client has received the previous one, so any buffering in the proxy would stall the test.
+#[tokio::test(flavor = "multi_thread")]
+async fn server_sent_events_arrive_event_by_event() {
+    use std::convert::Infallible;
+    use std::time::Instant;
+    use tokio::sync::mpsc;
+
+    let (ack_tx, ack_rx) = mpsc::channel::<()>(1);
+    let ack_rx = std::sync::Arc::new(tokio::sync::Mutex::new(ack_rx));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let origin = format!("http://{}", listener.local_addr().expect("addr"));
+    let sent_at = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+    let origin_sent = sent_at.clone();
+    tokio::spawn(async move {
+        let Ok((stream, _)) = listener.accept().await else { return };
+        let service = hyper::service::service_fn(move |_req| {
+            let acks = ack_rx.clone();
+            let sent = origin_sent.clone();
+            async move {
+                let stream = futures_util::stream::unfold(0u32, move |i| {
+                    let acks = acks.clone();
+                    let sent = sent.clone();
+                    async move {
+                        if i == 5 {
+                            return None;
+                        }
+                        if i > 0 {
+                            acks.lock().await.recv().await?;
+                        }
+                        sent.lock().map(|mut s| s.push(Instant::now())).ok();
+                        let event = Bytes::from(format!("data: event {i}\n\n"));
+                        Some((Ok::<_, Infallible>(Frame::data(event)), i + 1))
+                    }
+                });
+                let mut response = http::Response::new(StreamBody::new(stream));
+                response
+                    .headers_mut()
+                    .insert("content-type", http::HeaderValue::from_static("text/event-stream"));
+                Ok::<_, Infallible>(response)
+            }
+        });
+        let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+            .await;
+    });
+    let config = format!(
+        "http:\n  routers:\n    sse:\n      rule: \"PathPrefix(`/`)\"\n      service: sse\n  services:\n    sse:\n      loadBalancer:\n        servers:\n          - url: \"{origin}\"\n"
+    );
+    let sluice = Sluice::start(&[("sse.yaml", config)], &[]).await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<Bytes>>();
+    let request = http::Request::get(sluice.url("/events")).body(http_body_util::Empty::new()).expect("request");
+    let response = client.request(request).await.expect("response");
+    let mut body = response.into_body();
+    let mut delays = Vec::new();
+    for i in 0..5 {
+        let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+            .await
+            .unwrap_or_else(|_| panic!("event {i} was held back by the proxy"))
+            .expect("frame")
+            .expect("data");
+        let data = frame.into_data().expect("data frame");
+        assert_eq!(data, Bytes::from(format!("data: event {i}\n\n")));
+        if let Some(sent) = sent_at.lock().ok().and_then(|s| s.get(i).copied()) {
+            delays.push(sent.elapsed());
+        }
+        let _ = ack_tx.send(()).await;
+    }
+    println!("SSE delay per event through the proxy: {delays:?}");
+}

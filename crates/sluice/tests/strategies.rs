@@ -90,4 +90,11 @@ async fn hrw_keeps_one_client_on_one_server() {
         seen.push(send(&client, "GET", &sluice.url("/hrw"), &[], "").await.expect("request").origin().to_owned());
     }
     assert!(seen.iter().all(|o| *o == seen[0]), "{seen:?}");
+
+    // The highestRandomWeight service does the same over child services.
+    let mut seen = Vec::new();
+    for _ in 0..20 {
+        seen.push(send(&client, "GET", &sluice.url("/hrw-service"), &[], "").await.expect("request").origin().to_owned());
+    }
+    assert!(!seen[0].is_empty() && seen.iter().all(|o| *o == seen[0]), "{seen:?}");
 }

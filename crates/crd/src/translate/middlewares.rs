@@ -239,8 +239,11 @@ fn auth_users(
         )]);
     }
     // Otherwise the Secret holds exactly one entry: htpasswd/htdigest lines.
-    let keys: std::collections::BTreeSet<&String> =
-        secret.data.keys().chain(secret.string_data.keys()).collect();
+    let keys: std::collections::BTreeSet<&String> = secret
+        .data
+        .keys()
+        .chain(secret.string_data.keys())
+        .collect();
     let Some(key) = keys.iter().next().filter(|_| keys.len() == 1) else {
         return Err((
             field,
@@ -376,7 +379,11 @@ fn base64_encode(data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -392,7 +399,13 @@ fn base64_encode(data: &[u8]) -> String {
 /// SHA-1 (FIPS 180-4): only for the `{SHA}` htpasswd form Traefik writes for basic-auth
 /// Secrets, not as a security primitive.
 fn sha1(data: &[u8]) -> [u8; 20] {
-    let mut h: [u32; 5] = [0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0];
+    let mut h: [u32; 5] = [
+        0x6745_2301,
+        0xEFCD_AB89,
+        0x98BA_DCFE,
+        0x1032_5476,
+        0xC3D2_E1F0,
+    ];
     let mut message = data.to_vec();
     let bit_len = (data.len() as u64).wrapping_mul(8);
     message.push(0x80);
@@ -663,8 +676,14 @@ spec:
         );
         let all = diags.join("\n");
         assert!(all.contains("secret 'default/nope' not found"), "{all}");
-        assert!(all.contains("found 2 elements for secret 'default/two'"), "{all}");
-        assert!(all.contains("forward authentication requires an address"), "{all}");
+        assert!(
+            all.contains("found 2 elements for secret 'default/two'"),
+            "{all}"
+        );
+        assert!(
+            all.contains("forward authentication requires an address"),
+            "{all}"
+        );
     }
 
     #[test]
@@ -673,10 +692,16 @@ spec:
             super::base64_encode(&super::sha1(b"abc")),
             "qZk+NkcGgWq6PiVxeFDCbJzQ2J0="
         );
-        assert_eq!(super::base64_encode(&super::sha1(b"")), "2jmj7l5rSw0yVb/vlWAYkK/YBwk=");
+        assert_eq!(
+            super::base64_encode(&super::sha1(b"")),
+            "2jmj7l5rSw0yVb/vlWAYkK/YBwk="
+        );
         assert_eq!(super::base64_encode(b"ab"), "YWI=");
         // Longer than one block.
         let long = vec![b'a'; 200];
-        assert_eq!(super::base64_encode(&super::sha1(&long)), "5hz//g2RlaUl/GzwbKLXcRnCSkA=");
+        assert_eq!(
+            super::base64_encode(&super::sha1(&long)),
+            "5hz//g2RlaUl/GzwbKLXcRnCSkA="
+        );
     }
 }

@@ -207,7 +207,7 @@ pub async fn serve(
                     &outgoing,
                     &mut cookies,
                     |i| weighted.is_up(i),
-                    || weighted.pick_index(),
+                    || weighted.pick_index(client_ip(&outgoing)),
                 );
                 current = index
                     .and_then(|i| weighted.children.get(i))

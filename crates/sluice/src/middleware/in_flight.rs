@@ -55,11 +55,19 @@ pub enum SourceCriterion {
 impl SourceCriterion {
     /// Parses a `sourceCriterion` at `path`; `default` applies when none is set (Traefik's
     /// inFlightReq defaults to the host, rateLimit to the remote address).
-    pub fn parse(spec: Option<&Value>, path: &str, default: SourceCriterion) -> Result<Self, MiddlewareError> {
+    pub fn parse(
+        spec: Option<&Value>,
+        path: &str,
+        default: SourceCriterion,
+    ) -> Result<Self, MiddlewareError> {
         let Some(spec) = spec else { return Ok(default) };
         let options: CriterionOptions = parse_at(spec, path)?;
         let header = options.request_header_name.filter(|h| !h.is_empty());
-        let set = [options.ip_strategy.is_some(), header.is_some(), options.request_host];
+        let set = [
+            options.ip_strategy.is_some(),
+            header.is_some(),
+            options.request_host,
+        ];
         if set.iter().filter(|s| **s).count() > 1 {
             return Err(MiddlewareError::new(
                 path,
@@ -67,12 +75,18 @@ impl SourceCriterion {
             ));
         }
         if let Some(strategy) = &options.ip_strategy {
-            return IpStrategy::parse(Some(strategy), &format!("{path}.ipStrategy")).map(SourceCriterion::Ip);
+            return IpStrategy::parse(Some(strategy), &format!("{path}.ipStrategy"))
+                .map(SourceCriterion::Ip);
         }
         if let Some(name) = header {
             return HeaderName::from_bytes(name.as_bytes())
                 .map(SourceCriterion::Header)
-                .map_err(|_| MiddlewareError::new(format!("{path}.requestHeaderName"), format!("`{name}` is not a valid header name")));
+                .map_err(|_| {
+                    MiddlewareError::new(
+                        format!("{path}.requestHeaderName"),
+                        format!("`{name}` is not a valid header name"),
+                    )
+                });
         }
         if options.request_host {
             return Ok(SourceCriterion::Host);
@@ -83,7 +97,9 @@ impl SourceCriterion {
     /// The source key of a request.
     pub fn key(&self, connection: &Connection, outgoing: &Outgoing) -> String {
         match self {
-            SourceCriterion::Ip(strategy) => strategy.client_ip(connection, outgoing.request.headers()),
+            SourceCriterion::Ip(strategy) => {
+                strategy.client_ip(connection, outgoing.request.headers())
+            }
             SourceCriterion::Header(name) => outgoing
                 .request
                 .headers()
@@ -129,7 +145,11 @@ struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut counts = self.counts.by_source.lock().unwrap_or_else(|p| p.into_inner());
+        let mut counts = self
+            .counts
+            .by_source
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if let Some(count) = counts.get_mut(&self.key) {
             *count -= 1;
             // Forget idle sources, or the map would grow with every client ever seen.
@@ -150,7 +170,10 @@ impl Body for HoldingBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(None) = polled {
             self.slot = None;
@@ -181,7 +204,11 @@ pub fn compile(spec: &Value) -> Result<Arc<dyn Middleware>, MiddlewareError> {
     if options.amount < 0 {
         return Err(MiddlewareError::new("amount", "must be 0 or more"));
     }
-    let criterion = SourceCriterion::parse(options.source_criterion.as_ref(), "sourceCriterion", SourceCriterion::Host)?;
+    let criterion = SourceCriterion::parse(
+        options.source_criterion.as_ref(),
+        "sourceCriterion",
+        SourceCriterion::Host,
+    )?;
     Ok(Arc::new(InFlightReq {
         amount: options.amount,
         criterion,
@@ -190,17 +217,24 @@ pub fn compile(spec: &Value) -> Result<Arc<dyn Middleware>, MiddlewareError> {
 }
 
 impl Middleware for InFlightReq {
-    fn handle<'a>(&'a self, connection: &'a Connection, outgoing: Outgoing, next: Next<'a>) -> Answer<'a> {
+    fn handle<'a>(
+        &'a self,
+        connection: &'a Connection,
+        outgoing: Outgoing,
+        next: Next<'a>,
+    ) -> Answer<'a> {
         let key = self.criterion.key(connection, &outgoing);
         let Some(slot) = self.counts.acquire(key, self.amount) else {
             tracing::debug!("inFlightReq: limit reached");
             let amount = self.amount;
             return Box::pin(async move {
-                let mut response = Response::new(full(format!("max connections reached: {amount}")));
+                let mut response =
+                    Response::new(full(format!("max connections reached: {amount}")));
                 *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-                response
-                    .headers_mut()
-                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                );
                 Ok(response)
             });
         };
@@ -212,7 +246,10 @@ impl Middleware for InFlightReq {
                 inner: body,
                 slot: Some(slot),
             };
-            Ok(Response::from_parts(parts, http_body_util::BodyExt::boxed(body)))
+            Ok(Response::from_parts(
+                parts,
+                http_body_util::BodyExt::boxed(body),
+            ))
         })
     }
 }
@@ -231,7 +268,10 @@ mod tests {
         let _b = counts.acquire("b".into(), 2).unwrap();
         drop(a1);
         assert!(counts.acquire("a".into(), 2).is_some());
-        assert!(counts.acquire("z".into(), 0).is_none(), "amount 0 refuses everything");
+        assert!(
+            counts.acquire("z".into(), 0).is_none(),
+            "amount 0 refuses everything"
+        );
         assert!(!counts.by_source.lock().unwrap().contains_key("z"));
     }
 
@@ -240,14 +280,19 @@ mod tests {
         let err = |spec: Value| compile(&spec).unwrap_err().field;
         assert_eq!(err(json!({"amount": -1})), "amount");
         assert_eq!(
-            err(json!({"amount": 1, "sourceCriterion": {"requestHost": true, "requestHeaderName": "X"}})),
+            err(
+                json!({"amount": 1, "sourceCriterion": {"requestHost": true, "requestHeaderName": "X"}})
+            ),
             "sourceCriterion"
         );
         assert_eq!(
             err(json!({"amount": 1, "sourceCriterion": {"ipStrategy": {"depth": -2}}})),
             "sourceCriterion.ipStrategy.depth"
         );
-        assert_eq!(err(json!({"amount": 1, "sourceCriterion": {"requestHeader": "X"}})), "sourceCriterion.requestHeader");
+        assert_eq!(
+            err(json!({"amount": 1, "sourceCriterion": {"requestHeader": "X"}})),
+            "sourceCriterion.requestHeader"
+        );
         assert!(compile(&json!({"amount": 3, "sourceCriterion": {"ipStrategy": {}}})).is_ok());
     }
 }

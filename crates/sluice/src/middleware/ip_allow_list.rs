@@ -45,7 +45,10 @@ pub enum IpStrategy {
     /// The TCP peer (Traefik's default), optionally reduced to its IPv6 subnet.
     RemoteAddr { ipv6_subnet: Option<u8> },
     /// The `depth`-th X-Forwarded-For entry counting from the right (1 = last).
-    Depth { depth: usize, ipv6_subnet: Option<u8> },
+    Depth {
+        depth: usize,
+        ipv6_subnet: Option<u8>,
+    },
     /// The right-most X-Forwarded-For entry not in the excluded set.
     Excluded(IpSet),
 }
@@ -68,7 +71,10 @@ impl IpStrategy {
             }
         };
         if options.depth < 0 {
-            return Err(MiddlewareError::new(format!("{path}.depth"), "must be 0 or more"));
+            return Err(MiddlewareError::new(
+                format!("{path}.depth"),
+                "must be 0 or more",
+            ));
         }
         // As in Traefik, a depth wins over excluded IPs.
         if options.depth > 0 {
@@ -78,9 +84,12 @@ impl IpStrategy {
             });
         }
         if !options.excluded_ips.is_empty() {
-            return IpSet::parse(&options.excluded_ips, &format!("{path}.excludedIPs")).map(IpStrategy::Excluded);
+            return IpSet::parse(&options.excluded_ips, &format!("{path}.excludedIPs"))
+                .map(IpStrategy::Excluded);
         }
-        Ok(IpStrategy::RemoteAddr { ipv6_subnet: subnet()? })
+        Ok(IpStrategy::RemoteAddr {
+            ipv6_subnet: subnet()?,
+        })
     }
 
     /// The client address as text (empty when the strategy finds none), as Traefik computes it.
@@ -96,7 +105,11 @@ impl IpStrategy {
             IpStrategy::Depth { depth, ipv6_subnet } => {
                 let entries = received_forwarded_for(connection, headers);
                 // An absent header counts as one empty entry, as Go's split does.
-                let entries: Vec<&str> = if entries.is_empty() { vec![""] } else { entries };
+                let entries: Vec<&str> = if entries.is_empty() {
+                    vec![""]
+                } else {
+                    entries
+                };
                 if entries.len() < *depth {
                     return String::new();
                 }
@@ -132,7 +145,11 @@ pub fn received_forwarded_for<'h>(connection: &Connection, headers: &'h HeaderMa
         return Vec::new();
     };
     let mut entries: Vec<&str> = value.split(',').map(str::trim).collect();
-    if PEER_APPENDED_BEFORE_MIDDLEWARES && entries.last().is_some_and(|last| last.as_bytes() == connection.peer_ip.as_bytes()) {
+    if PEER_APPENDED_BEFORE_MIDDLEWARES
+        && entries
+            .last()
+            .is_some_and(|last| last.as_bytes() == connection.peer_ip.as_bytes())
+    {
         entries.pop();
     }
     entries
@@ -178,13 +195,22 @@ impl IpSet {
                     .or_else(|_| entry.parse::<IpNet>().map(|net| net.trunc()))
                     .map(|net| match net {
                         // `::ffff:10.0.0.0/104` and `10.0.0.0/8` are the same network.
-                        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.network().to_ipv4_mapped() {
-                            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).map(IpNet::V4).unwrap_or(net),
-                            None => net,
-                        },
+                        IpNet::V6(v6) if v6.prefix_len() >= 96 => {
+                            match v6.network().to_ipv4_mapped() {
+                                Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+                                    .map(IpNet::V4)
+                                    .unwrap_or(net),
+                                None => net,
+                            }
+                        }
                         other => other,
                     })
-                    .map_err(|_| MiddlewareError::new(format!("{field}[{i}]"), format!("`{entry}` is neither an IP address nor a CIDR")))
+                    .map_err(|_| {
+                        MiddlewareError::new(
+                            format!("{field}[{i}]"),
+                            format!("`{entry}` is neither an IP address nor a CIDR"),
+                        )
+                    })
             })
             .collect::<Result<_, _>>()?;
         Ok(Self { networks })
@@ -209,7 +235,10 @@ pub struct IpAllowList {
 pub fn compile(spec: &Value) -> Result<Arc<dyn Middleware>, MiddlewareError> {
     let options: Options = parse_at(spec, "")?;
     if options.source_range.is_empty() {
-        return Err(MiddlewareError::new("sourceRange", "at least one IP or CIDR is required"));
+        return Err(MiddlewareError::new(
+            "sourceRange",
+            "at least one IP or CIDR is required",
+        ));
     }
     let allowed = IpSet::parse(&options.source_range, "sourceRange")?;
     let strategy = IpStrategy::parse(options.ip_strategy.as_ref(), "ipStrategy")?;
@@ -218,7 +247,12 @@ pub fn compile(spec: &Value) -> Result<Arc<dyn Middleware>, MiddlewareError> {
         Some(code) => StatusCode::from_u16(code)
             .ok()
             .filter(|s| s.canonical_reason().is_some())
-            .ok_or_else(|| MiddlewareError::new("rejectStatusCode", format!("{code} is not a known HTTP status code")))?,
+            .ok_or_else(|| {
+                MiddlewareError::new(
+                    "rejectStatusCode",
+                    format!("{code} is not a known HTTP status code"),
+                )
+            })?,
     };
     Ok(Arc::new(IpAllowList {
         allowed,
@@ -228,8 +262,15 @@ pub fn compile(spec: &Value) -> Result<Arc<dyn Middleware>, MiddlewareError> {
 }
 
 impl Middleware for IpAllowList {
-    fn handle<'a>(&'a self, connection: &'a Connection, outgoing: Outgoing, next: Next<'a>) -> Answer<'a> {
-        let client = self.strategy.client_ip(connection, outgoing.request.headers());
+    fn handle<'a>(
+        &'a self,
+        connection: &'a Connection,
+        outgoing: Outgoing,
+        next: Next<'a>,
+    ) -> Answer<'a> {
+        let client = self
+            .strategy
+            .client_ip(connection, outgoing.request.headers());
         let allowed = parse_ip(&client).is_some_and(|ip| self.allowed.contains(ip));
         if allowed {
             return next.run(outgoing);
@@ -239,9 +280,10 @@ impl Middleware for IpAllowList {
         Box::pin(async move {
             let mut response = Response::new(full(status.canonical_reason().unwrap_or("")));
             *response.status_mut() = status;
-            response
-                .headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
             Ok(response)
         })
     }
@@ -266,7 +308,11 @@ mod tests {
     /// Headers as Sluice hands them to middlewares: the peer appended to what was received.
     fn xff(received: &str, peer: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        let value = if received.is_empty() { peer.to_owned() } else { format!("{received}, {peer}") };
+        let value = if received.is_empty() {
+            peer.to_owned()
+        } else {
+            format!("{received}, {peer}")
+        };
         h.insert("x-forwarded-for", HeaderValue::from_str(&value).unwrap());
         h
     }
@@ -283,45 +329,95 @@ mod tests {
         assert_eq!(strategy(json!({"depth": 3})).client_ip(&c, &h), "1.1.1.1");
         assert_eq!(strategy(json!({"depth": 4})).client_ip(&c, &h), "");
         // Depth wins over excluded IPs.
-        assert_eq!(strategy(json!({"depth": 2, "excludedIPs": ["2.2.2.2"]})).client_ip(&c, &h), "2.2.2.2");
+        assert_eq!(
+            strategy(json!({"depth": 2, "excludedIPs": ["2.2.2.2"]})).client_ip(&c, &h),
+            "2.2.2.2"
+        );
         // Nothing received: depth 1 finds an empty entry.
-        assert_eq!(strategy(json!({"depth": 1})).client_ip(&c, &xff("", "10.0.0.9")), "");
+        assert_eq!(
+            strategy(json!({"depth": 1})).client_ip(&c, &xff("", "10.0.0.9")),
+            ""
+        );
     }
 
     #[test]
     fn excluded_ips_skip_known_proxies() {
         let c = connection("10.0.0.9:5000");
         let h = xff("1.1.1.1, 2.2.2.2, 10.1.1.1", "10.0.0.9");
-        assert_eq!(strategy(json!({"excludedIPs": ["10.0.0.0/8"]})).client_ip(&c, &h), "2.2.2.2");
-        assert_eq!(strategy(json!({"excludedIPs": ["10.0.0.0/8", "2.2.2.2"]})).client_ip(&c, &h), "1.1.1.1");
-        assert_eq!(strategy(json!({"excludedIPs": ["0.0.0.0/0"]})).client_ip(&c, &h), "");
+        assert_eq!(
+            strategy(json!({"excludedIPs": ["10.0.0.0/8"]})).client_ip(&c, &h),
+            "2.2.2.2"
+        );
+        assert_eq!(
+            strategy(json!({"excludedIPs": ["10.0.0.0/8", "2.2.2.2"]})).client_ip(&c, &h),
+            "1.1.1.1"
+        );
+        assert_eq!(
+            strategy(json!({"excludedIPs": ["0.0.0.0/0"]})).client_ip(&c, &h),
+            ""
+        );
     }
 
     #[test]
     fn remote_addr_and_ipv6_subnets() {
         let c = connection("[2001:db8:1:2:3:4:5:6]:443");
-        assert_eq!(strategy(json!({})).client_ip(&c, &HeaderMap::new()), "2001:db8:1:2:3:4:5:6");
-        assert_eq!(strategy(json!({"ipv6Subnet": 64})).client_ip(&c, &HeaderMap::new()), "2001:db8:1:2::");
+        assert_eq!(
+            strategy(json!({})).client_ip(&c, &HeaderMap::new()),
+            "2001:db8:1:2:3:4:5:6"
+        );
+        assert_eq!(
+            strategy(json!({"ipv6Subnet": 64})).client_ip(&c, &HeaderMap::new()),
+            "2001:db8:1:2::"
+        );
         let h = xff("2001:db8:aa:bb:cc:dd:ee:ff", "2001:db8:1:2:3:4:5:6");
-        assert_eq!(strategy(json!({"depth": 1, "ipv6Subnet": 48})).client_ip(&c, &h), "2001:db8:aa::");
+        assert_eq!(
+            strategy(json!({"depth": 1, "ipv6Subnet": 48})).client_ip(&c, &h),
+            "2001:db8:aa::"
+        );
         let v4 = connection("192.0.2.7:1");
-        assert_eq!(strategy(json!({"ipv6Subnet": 64})).client_ip(&v4, &HeaderMap::new()), "192.0.2.7");
+        assert_eq!(
+            strategy(json!({"ipv6Subnet": 64})).client_ip(&v4, &HeaderMap::new()),
+            "192.0.2.7"
+        );
     }
 
     #[test]
     fn invalid_options_name_their_field() {
         let err = |spec: Value| compile(&spec).unwrap_err().field;
         assert_eq!(err(json!({})), "sourceRange");
-        assert_eq!(err(json!({"sourceRange": ["10.0.0.0/8", "nope"]})), "sourceRange[1]");
-        assert_eq!(err(json!({"sourceRange": ["1.2.3.4"], "ipStrategy": {"depht": 1}})), "ipStrategy.depht");
-        assert_eq!(err(json!({"sourceRange": ["1.2.3.4"], "ipStrategy": {"excludedIPs": ["x"]}})), "ipStrategy.excludedIPs[0]");
-        assert_eq!(err(json!({"sourceRange": ["1.2.3.4"], "ipStrategy": {"ipv6Subnet": 129}})), "ipStrategy.ipv6Subnet");
-        assert_eq!(err(json!({"sourceRange": ["1.2.3.4"], "rejectStatusCode": 999})), "rejectStatusCode");
+        assert_eq!(
+            err(json!({"sourceRange": ["10.0.0.0/8", "nope"]})),
+            "sourceRange[1]"
+        );
+        assert_eq!(
+            err(json!({"sourceRange": ["1.2.3.4"], "ipStrategy": {"depht": 1}})),
+            "ipStrategy.depht"
+        );
+        assert_eq!(
+            err(json!({"sourceRange": ["1.2.3.4"], "ipStrategy": {"excludedIPs": ["x"]}})),
+            "ipStrategy.excludedIPs[0]"
+        );
+        assert_eq!(
+            err(json!({"sourceRange": ["1.2.3.4"], "ipStrategy": {"ipv6Subnet": 129}})),
+            "ipStrategy.ipv6Subnet"
+        );
+        assert_eq!(
+            err(json!({"sourceRange": ["1.2.3.4"], "rejectStatusCode": 999})),
+            "rejectStatusCode"
+        );
     }
 
     #[test]
     fn sets_match_addresses_networks_and_mapped_forms() {
-        let set = IpSet::parse(&["10.0.0.1/8".into(), "192.0.2.5".into(), "2001:db8::/32".into()], "x").unwrap();
+        let set = IpSet::parse(
+            &[
+                "10.0.0.1/8".into(),
+                "192.0.2.5".into(),
+                "2001:db8::/32".into(),
+            ],
+            "x",
+        )
+        .unwrap();
         assert!(set.contains("10.200.0.1".parse().unwrap()));
         assert!(set.contains("192.0.2.5".parse().unwrap()));
         assert!(!set.contains("192.0.2.6".parse().unwrap()));

@@ -116,16 +116,36 @@ pub fn compile(spec: &Value) -> Result<Arc<dyn Middleware>, MiddlewareError> {
         None => None,
         Some(info) => {
             let fields: InfoOptions = parse_at(info, "info")?;
-            let subject = fields.subject.as_ref().map(|s| parse_at(s, "info.subject")).transpose()?;
-            let issuer = fields.issuer.as_ref().map(|s| parse_at(s, "info.issuer")).transpose()?;
-            Some(Info { fields, subject, issuer })
+            let subject = fields
+                .subject
+                .as_ref()
+                .map(|s| parse_at(s, "info.subject"))
+                .transpose()?;
+            let issuer = fields
+                .issuer
+                .as_ref()
+                .map(|s| parse_at(s, "info.issuer"))
+                .transpose()?;
+            Some(Info {
+                fields,
+                subject,
+                issuer,
+            })
         }
     };
-    Ok(Arc::new(PassTlsClientCert { pem: options.pem, info }))
+    Ok(Arc::new(PassTlsClientCert {
+        pem: options.pem,
+        info,
+    }))
 }
 
 impl Middleware for PassTlsClientCert {
-    fn handle<'a>(&'a self, _connection: &'a Connection, outgoing: Outgoing, next: Next<'a>) -> Answer<'a> {
+    fn handle<'a>(
+        &'a self,
+        _connection: &'a Connection,
+        outgoing: Outgoing,
+        next: Next<'a>,
+    ) -> Answer<'a> {
         // No connection carries a client certificate yet (see the module documentation): like
         // Traefik for a request without one, leave the headers as they are.
         if self.pem || self.info.is_some() {
@@ -146,8 +166,10 @@ mod tests {
             "commonName": true, "serialNumber": true, "domainComponent": true});
         let mut subject = all_dn.clone();
         subject["organizationalUnit"] = json!(true);
-        assert!(compile(&json!({"pem": true, "info": {"notAfter": true, "notBefore": true, "sans": true,
-            "serialNumber": true, "subject": subject, "issuer": all_dn}}))
+        assert!(compile(
+            &json!({"pem": true, "info": {"notAfter": true, "notBefore": true, "sans": true,
+            "serialNumber": true, "subject": subject, "issuer": all_dn}})
+        )
         .is_ok());
         assert!(compile(&json!({})).is_ok());
     }
@@ -157,8 +179,14 @@ mod tests {
         let err = |spec: Value| compile(&spec).unwrap_err().field;
         assert_eq!(err(json!({"pems": true})), "pems");
         assert_eq!(err(json!({"info": {"notafter": true}})), "info.notafter");
-        assert_eq!(err(json!({"info": {"subject": {"cn": true}}})), "info.subject.cn");
+        assert_eq!(
+            err(json!({"info": {"subject": {"cn": true}}})),
+            "info.subject.cn"
+        );
         // The issuer has no organizational unit in Traefik.
-        assert_eq!(err(json!({"info": {"issuer": {"organizationalUnit": true}}})), "info.issuer.organizationalUnit");
+        assert_eq!(
+            err(json!({"info": {"issuer": {"organizationalUnit": true}}})),
+            "info.issuer.organizationalUnit"
+        );
     }
 }

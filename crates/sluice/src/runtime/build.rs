@@ -394,6 +394,8 @@ impl Builder<'_> {
                 name: name.to_owned(),
                 sticky,
                 health,
+                hrw: None,
+                weights: weights.clone(),
                 children,
                 schedule: Mutex::new(Edf::new(weights)),
                 fingerprint,
@@ -450,8 +452,41 @@ impl Builder<'_> {
                 health,
                 fingerprint,
             })
+        } else if let Some(hrw) = &config.highest_random_weight {
+            let spec: HrwConfig = serde_json::from_value(hrw.clone())
+                .map_err(|e| format!("highestRandomWeight: {e}"))?;
+            let provider = name.rsplit_once('@').map(|(_, p)| p).unwrap_or("");
+            let mut children = Vec::with_capacity(spec.services.len());
+            let mut weights = Vec::with_capacity(spec.services.len());
+            let mut names = Vec::with_capacity(spec.services.len());
+            for (i, child) in spec.services.iter().enumerate() {
+                let qualified = crate::provider::qualify_name(&child.name, provider);
+                children.push(
+                    self.service(&qualified)
+                        .map_err(|e| format!("highestRandomWeight.services[{i}]: {e}"))?,
+                );
+                weights.push(
+                    weight(child.weight)
+                        .map_err(|e| format!("highestRandomWeight.services[{i}].weight: {e}"))?,
+                );
+                names.push(child.name.clone());
+            }
+            let health = match spec.health_check {
+                Some(_) => Some(watch_children(name, &children)?),
+                None => None,
+            };
+            Service::Weighted(Weighted {
+                name: name.to_owned(),
+                sticky: None,
+                health,
+                hrw: Some(names),
+                schedule: Mutex::new(Edf::new(weights.clone())),
+                weights,
+                children,
+                fingerprint,
+            })
         } else {
-            return Err("type: highestRandomWeight services are not supported yet".into());
+            return Err("type: unknown service type".into());
         };
         let service = self.carry_over(service);
         // Checks start only for balancers new in this build: a kept balancer keeps its checks.
@@ -509,6 +544,24 @@ fn as_written(child: &str, parent: &str) -> String {
         Some((bare, provider)) if Some(provider) == parent_provider => bare.to_owned(),
         _ => child.to_owned(),
     }
+}
+
+/// `highestRandomWeight` of the dynamic configuration.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct HrwConfig {
+    #[serde(default)]
+    services: Vec<HrwChild>,
+    #[serde(default)]
+    health_check: Option<serde_json::Value>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HrwChild {
+    name: String,
+    #[serde(default)]
+    weight: Option<i64>,
 }
 
 /// `failover` of the dynamic configuration.

@@ -139,6 +139,9 @@ pub struct Weighted {
     pub sticky: Option<StickyCookie>,
     /// With `healthCheck: {}`: the children's up/down state, so down children are skipped.
     pub health: Option<Arc<Health>>,
+    /// For a `highestRandomWeight` service: the child names hashed with the client's address.
+    pub hrw: Option<Vec<String>>,
+    pub(crate) weights: Vec<u64>,
     pub(crate) schedule: Mutex<Edf>,
     pub(crate) fingerprint: String,
 }
@@ -146,12 +149,19 @@ pub struct Weighted {
 impl Weighted {
     /// The next child, or None when every weight is 0.
     pub fn pick(&self) -> Option<&Arc<Service>> {
-        self.pick_index().and_then(|i| self.children.get(i))
+        self.pick_index(None).and_then(|i| self.children.get(i))
     }
 
     /// Index of the next child. Children of weight 0 are never picked here (only by cookie);
-    /// with `healthCheck: {}`, children that are down are skipped.
-    pub fn pick_index(&self) -> Option<usize> {
+    /// with `healthCheck: {}`, children that are down are skipped. A `highestRandomWeight`
+    /// service picks by the client's address instead of in turn.
+    pub fn pick_index(&self, client: Option<IpAddr>) -> Option<usize> {
+        if let Some(names) = &self.hrw {
+            let candidates: Vec<usize> = (0..self.children.len())
+                .filter(|&i| self.is_up(i) && self.weights.get(i).is_some_and(|w| *w > 0))
+                .collect();
+            return strategy::highest_random_weight(&candidates, names, &self.weights, client);
+        }
         let mut schedule = self.schedule.lock().unwrap_or_else(|p| p.into_inner());
         schedule.pick(|i| self.health.as_ref().is_none_or(|h| h.is_up(i)))
     }

@@ -116,7 +116,12 @@ impl BasicAuth {
 }
 
 impl Middleware for BasicAuth {
-    fn handle<'a>(&'a self, _connection: &'a Connection, mut outgoing: Outgoing, next: Next<'a>) -> Answer<'a> {
+    fn handle<'a>(
+        &'a self,
+        _connection: &'a Connection,
+        mut outgoing: Outgoing,
+        next: Next<'a>,
+    ) -> Answer<'a> {
         Box::pin(async move {
             let Some(user) = self.authenticate(outgoing.request.headers()).await else {
                 tracing::debug!("basicAuth: authentication failed");
@@ -169,7 +174,8 @@ mod tests {
         assert_eq!(err.field, "users");
         let err = compile(&serde_json::json!({"user": ["a:{SHA}x"]})).unwrap_err();
         assert_eq!(err.field, "user");
-        let err = compile(&serde_json::json!({"users": ["a:{SHA}x"], "headerField": "bad header"})).unwrap_err();
+        let err = compile(&serde_json::json!({"users": ["a:{SHA}x"], "headerField": "bad header"}))
+            .unwrap_err();
         assert_eq!(err.field, "headerField");
         assert!(compile(&serde_json::json!({"users": ["a:{SHA}x"], "realm": "r"})).is_ok());
     }

@@ -71,7 +71,8 @@ pub fn compile(spec: &Value) -> Result<Arc<dyn Middleware>, MiddlewareError> {
     let mut users = HashMap::with_capacity(lines.len());
     for (i, line) in lines.iter().enumerate() {
         let mut parts = line.split(':');
-        let (Some(name), Some(user_realm), Some(ha1), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(name), Some(user_realm), Some(ha1), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(MiddlewareError::new(
                 line_field(i, from_file),
@@ -115,7 +116,12 @@ enum Refusal {
 
 impl DigestAuth {
     /// Checks the Authorization header of a request for `method` and `request_uri`.
-    fn check(&self, headers: &HeaderMap, method: &str, request_uri: &str) -> Result<String, Refusal> {
+    fn check(
+        &self,
+        headers: &HeaderMap,
+        method: &str,
+        request_uri: &str,
+    ) -> Result<String, Refusal> {
         let value = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -169,7 +175,10 @@ impl DigestAuth {
         {
             let mut nonces = self.nonces.lock().unwrap_or_else(|p| p.into_inner());
             if nonces.len() > NONCE_CACHE + NONCE_TOLERANCE {
-                let mut ages: Vec<(u64, String)> = nonces.iter().map(|(k, v)| (v.last_seen, k.clone())).collect();
+                let mut ages: Vec<(u64, String)> = nonces
+                    .iter()
+                    .map(|(k, v)| (v.last_seen, k.clone()))
+                    .collect();
                 ages.sort_unstable();
                 for (_, key) in ages.into_iter().take(NONCE_TOLERANCE * 2) {
                     nonces.remove(&key);
@@ -201,7 +210,10 @@ fn uri_covers(uri: &str, request_uri: &str) -> bool {
         let u = u.split(['?', '#']).next().unwrap_or("");
         // An absolute URI: keep only its path.
         match u.split_once("://") {
-            Some((_, rest)) => rest.find('/').map(|i| rest[i..].to_owned()).unwrap_or_default(),
+            Some((_, rest)) => rest
+                .find('/')
+                .map(|i| rest[i..].to_owned())
+                .unwrap_or_default(),
             None => u.to_owned(),
         }
     };
@@ -271,7 +283,12 @@ fn split_list(value: &str) -> Vec<String> {
 }
 
 impl Middleware for DigestAuth {
-    fn handle<'a>(&'a self, _connection: &'a Connection, mut outgoing: Outgoing, next: Next<'a>) -> Answer<'a> {
+    fn handle<'a>(
+        &'a self,
+        _connection: &'a Connection,
+        mut outgoing: Outgoing,
+        next: Next<'a>,
+    ) -> Answer<'a> {
         Box::pin(async move {
             let checked = self.check(
                 outgoing.request.headers(),
@@ -306,7 +323,9 @@ mod tests {
 
     #[test]
     fn parses_quoted_params() {
-        let p = digest_params(r#"Digest username="a, b", realm="r", nc=00000001, qop=auth, x="q\"t""#).unwrap();
+        let p =
+            digest_params(r#"Digest username="a, b", realm="r", nc=00000001, qop=auth, x="q\"t""#)
+                .unwrap();
         assert_eq!(p["username"], "a, b");
         assert_eq!(p["realm"], "r");
         assert_eq!(p["nc"], "00000001");
@@ -324,7 +343,14 @@ mod tests {
         assert!(!uri_covers("/other", "/dir/x"));
     }
 
-    fn authorization(auth: &DigestAuth, nonce: &str, nc: &str, user: &str, password: &str, uri: &str) -> HeaderMap {
+    fn authorization(
+        auth: &DigestAuth,
+        nonce: &str,
+        nc: &str,
+        user: &str,
+        password: &str,
+        uri: &str,
+    ) -> HeaderMap {
         let ha1 = md5_hex(&format!("{user}:{}:{password}", auth.realm));
         let ha2 = md5_hex(&format!("GET:{uri}"));
         let response = md5_hex(&format!("{ha1}:{nonce}:{nc}:c0ffee:auth:{ha2}"));
@@ -341,13 +367,18 @@ mod tests {
     }
 
     fn nonce_of(response: &http::Response<crate::dataplane::body::ProxyBody>) -> String {
-        let challenge = response.headers()[header::WWW_AUTHENTICATE].to_str().unwrap();
+        let challenge = response.headers()[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap();
         digest_params(challenge).unwrap()["nonce"].clone()
     }
 
     fn instance(users: &[(&str, &str)]) -> DigestAuth {
         DigestAuth {
-            users: users.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            users: users
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             realm: "traefik".into(),
             opaque: random_key(),
             nonces: Mutex::new(HashMap::new()),
@@ -361,14 +392,28 @@ mod tests {
     fn nonce_counts_must_grow() {
         let auth = instance(&[("alice:traefik", &md5_hex("alice:traefik:wonder"))]);
         let nonce = nonce_of(&auth.challenge(false));
-        let ok = |nc: &str| auth.check(&authorization(&auth, &nonce, nc, "alice", "wonder", "/x"), "GET", "/x");
+        let ok = |nc: &str| {
+            auth.check(
+                &authorization(&auth, &nonce, nc, "alice", "wonder", "/x"),
+                "GET",
+                "/x",
+            )
+        };
         assert_eq!(ok("00000001").ok().as_deref(), Some("alice"));
         assert!(matches!(ok("00000001"), Err(Refusal::Challenge)), "replay");
         assert!(ok("00000003").is_ok());
         assert!(matches!(ok("00000002"), Err(Refusal::Stale)));
-        let wrong = auth.check(&authorization(&auth, &nonce, "00000009", "alice", "nope", "/x"), "GET", "/x");
+        let wrong = auth.check(
+            &authorization(&auth, &nonce, "00000009", "alice", "nope", "/x"),
+            "GET",
+            "/x",
+        );
         assert!(matches!(wrong, Err(Refusal::Challenge)));
-        let unknown_nonce = auth.check(&authorization(&auth, "bogus", "00000001", "alice", "wonder", "/x"), "GET", "/x");
+        let unknown_nonce = auth.check(
+            &authorization(&auth, "bogus", "00000001", "alice", "wonder", "/x"),
+            "GET",
+            "/x",
+        );
         assert!(matches!(unknown_nonce, Err(Refusal::Challenge)));
     }
 
@@ -388,6 +433,9 @@ mod tests {
     fn user_lines_need_three_parts() {
         let err = compile(&serde_json::json!({"users": ["a:b"]})).unwrap_err();
         assert_eq!(err.field, "users[0]");
-        assert!(compile(&serde_json::json!({})).is_ok(), "Traefik accepts a digestAuth without users");
+        assert!(
+            compile(&serde_json::json!({})).is_ok(),
+            "Traefik accepts a digestAuth without users"
+        );
     }
 }

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::{PathAndQuery, Scheme};
-use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http::{
+    header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri,
+};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -134,7 +136,9 @@ pub fn compile(spec: &Value) -> Result<Arc<dyn Middleware>, MiddlewareError> {
         .address
         .as_deref()
         .filter(|a| !a.is_empty())
-        .ok_or_else(|| MiddlewareError::new("address", "the authentication server's URL is required"))?;
+        .ok_or_else(|| {
+            MiddlewareError::new("address", "the authentication server's URL is required")
+        })?;
     let address: Uri = address
         .parse()
         .map_err(|e| MiddlewareError::new("address", format!("`{address}` is not a URL: {e}")))?;
@@ -146,14 +150,23 @@ pub fn compile(spec: &Value) -> Result<Arc<dyn Middleware>, MiddlewareError> {
                 "https:// authentication servers are not supported yet; use http://",
             ))
         }
-        _ => return Err(MiddlewareError::new("address", "must be an absolute http:// URL")),
+        _ => {
+            return Err(MiddlewareError::new(
+                "address",
+                "must be an absolute http:// URL",
+            ))
+        }
     }
     let names = |list: &[String], field: &str| -> Result<Vec<HeaderName>, MiddlewareError> {
         list.iter()
             .enumerate()
             .map(|(i, name)| {
-                HeaderName::from_bytes(name.as_bytes())
-                    .map_err(|_| MiddlewareError::new(format!("{field}[{i}]"), format!("`{name}` is not a valid header name")))
+                HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                    MiddlewareError::new(
+                        format!("{field}[{i}]"),
+                        format!("`{name}` is not a valid header name"),
+                    )
+                })
             })
             .collect()
     };
@@ -164,10 +177,12 @@ pub fn compile(spec: &Value) -> Result<Arc<dyn Middleware>, MiddlewareError> {
     }
     let auth_response_headers_regex = match options.auth_response_headers_regex.as_deref() {
         None | Some("") => None,
-        Some(pattern) => Some(
-            Regex::new(pattern)
-                .map_err(|e| MiddlewareError::new("authResponseHeadersRegex", format!("invalid regular expression: {e}")))?,
-        ),
+        Some(pattern) => Some(Regex::new(pattern).map_err(|e| {
+            MiddlewareError::new(
+                "authResponseHeadersRegex",
+                format!("invalid regular expression: {e}"),
+            )
+        })?),
     };
     let limit = |value: Option<i64>, field: &str| -> Result<usize, MiddlewareError> {
         match value {
@@ -184,10 +199,9 @@ pub fn compile(spec: &Value) -> Result<Arc<dyn Middleware>, MiddlewareError> {
     }
     let signin_url = match options.auth_signin_url.as_deref() {
         None | Some("") => None,
-        Some(url) => Some(
-            HeaderValue::from_str(url)
-                .map_err(|_| MiddlewareError::new("authSigninURL", "cannot be sent in a Location header"))?,
-        ),
+        Some(url) => Some(HeaderValue::from_str(url).map_err(|_| {
+            MiddlewareError::new("authSigninURL", "cannot be sent in a Location header")
+        })?),
     };
     Ok(Arc::new(ForwardAuth {
         address,
@@ -247,7 +261,11 @@ impl ForwardAuth {
             .map(|t| t.trim().to_ascii_lowercase())
             .filter(|t| !t.is_empty())
             .collect();
-        for name in listed.iter().map(String::as_str).chain(HOP_HEADERS.iter().copied()) {
+        for name in listed
+            .iter()
+            .map(String::as_str)
+            .chain(HOP_HEADERS.iter().copied())
+        {
             headers.remove(name);
         }
         // The auth request has its own host and body.
@@ -269,8 +287,10 @@ impl ForwardAuth {
 
         let peer = connection.peer_ip.clone();
         let proto = if connection.tls { "https" } else { "http" };
-        let uri = HeaderValue::from_str(outgoing.path_and_query.as_str()).unwrap_or(HeaderValue::from_static("/"));
-        let method = HeaderValue::from_str(outgoing.request.method().as_str()).unwrap_or(HeaderValue::from_static("GET"));
+        let uri = HeaderValue::from_str(outgoing.path_and_query.as_str())
+            .unwrap_or(HeaderValue::from_static("/"));
+        let method = HeaderValue::from_str(outgoing.request.method().as_str())
+            .unwrap_or(HeaderValue::from_static("GET"));
         match self.trust_forward_header {
             Some(_) => {
                 if headers.contains_key("x-forwarded-for") {
@@ -279,12 +299,17 @@ impl ForwardAuth {
                     let peer_text = peer.to_str().unwrap_or("");
                     received.push(peer_text);
                     let joined = received.join(", ");
-                    headers.insert("x-forwarded-for", HeaderValue::from_str(&joined).unwrap_or(peer));
+                    headers.insert(
+                        "x-forwarded-for",
+                        HeaderValue::from_str(&joined).unwrap_or(peer),
+                    );
                 } else {
                     headers.insert("x-forwarded-for", peer);
                 }
                 headers.entry("x-forwarded-method").or_insert(method);
-                headers.entry("x-forwarded-proto").or_insert(HeaderValue::from_static(proto));
+                headers
+                    .entry("x-forwarded-proto")
+                    .or_insert(HeaderValue::from_static(proto));
                 if !headers.contains_key("x-forwarded-port") {
                     let port = host_port(&outgoing.host).unwrap_or_else(|| {
                         let secure = connection.tls
@@ -297,7 +322,9 @@ impl ForwardAuth {
                         headers.insert("x-forwarded-port", port);
                     }
                 }
-                headers.entry("x-forwarded-host").or_insert(outgoing.host.clone());
+                headers
+                    .entry("x-forwarded-host")
+                    .or_insert(outgoing.host.clone());
                 headers.entry("x-forwarded-uri").or_insert(uri);
             }
             None => {
@@ -313,7 +340,12 @@ impl ForwardAuth {
     }
 
     /// Sends the auth request and reads the answer (within the configured size).
-    async fn ask(&self, headers: HeaderMap, method: Method, body: Bytes) -> Result<AuthAnswer, Response<ProxyBody>> {
+    async fn ask(
+        &self,
+        headers: HeaderMap,
+        method: Method,
+        body: Bytes,
+    ) -> Result<AuthAnswer, Response<ProxyBody>> {
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = method;
         *request.uri_mut() = self.address.clone();
@@ -366,7 +398,11 @@ impl ForwardAuth {
         headers.remove(header::CONTENT_LENGTH);
         if let Some(location) = headers.get(header::LOCATION).cloned() {
             if !self.preserve_location_header {
-                match location.to_str().ok().and_then(|l| resolve(&self.address, l)) {
+                match location
+                    .to_str()
+                    .ok()
+                    .and_then(|l| resolve(&self.address, l))
+                {
                     Some(absolute) => {
                         if let Ok(value) = HeaderValue::from_str(&absolute) {
                             headers.insert(header::LOCATION, value);
@@ -450,7 +486,8 @@ fn remove_forwarded(headers: &mut HeaderMap) {
 fn host_port(host: &HeaderValue) -> Option<String> {
     let host = host.to_str().ok()?;
     let (_, port) = host.rsplit_once(':')?;
-    (!port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && !host.ends_with(']')).then(|| port.to_owned())
+    (!port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && !host.ends_with(']'))
+        .then(|| port.to_owned())
 }
 
 /// A 302 to `url`, as Go's `http.Redirect` writes it.
@@ -467,13 +504,18 @@ fn redirect(url: &HeaderValue, method: &Method) -> Response<ProxyBody> {
     } else {
         String::new()
     };
-    let mut response = Response::new(if method == Method::HEAD { empty() } else { full(body) });
+    let mut response = Response::new(if method == Method::HEAD {
+        empty()
+    } else {
+        full(body)
+    });
     *response.status_mut() = StatusCode::FOUND;
     response.headers_mut().insert(header::LOCATION, url.clone());
     if method == Method::GET || method == Method::HEAD {
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
     }
     response
 }
@@ -491,7 +533,9 @@ fn resolve(base: &Uri, reference: &str) -> Option<String> {
         let head = &reference[..colon];
         if !head.is_empty()
             && head.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-            && head.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+            && head
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
         {
             return Some(reference.to_owned());
         }
@@ -507,7 +551,10 @@ fn resolve(base: &Uri, reference: &str) -> Option<String> {
         Some((p, q)) => (p, Some(q)),
         None => (without_fragment, None),
     };
-    let base_pq = base.path_and_query().map(PathAndQuery::as_str).unwrap_or("/");
+    let base_pq = base
+        .path_and_query()
+        .map(PathAndQuery::as_str)
+        .unwrap_or("/");
     let (base_path, base_query) = match base_pq.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (base_pq, None),
@@ -567,13 +614,26 @@ fn cookie_name(value: &HeaderValue) -> Option<&str> {
 }
 
 impl Middleware for ForwardAuth {
-    fn handle<'a>(&'a self, connection: &'a Connection, mut outgoing: Outgoing, next: Next<'a>) -> Answer<'a> {
+    fn handle<'a>(
+        &'a self,
+        connection: &'a Connection,
+        mut outgoing: Outgoing,
+        next: Next<'a>,
+    ) -> Answer<'a> {
         Box::pin(async move {
             let method = outgoing.request.method().clone();
-            let auth_method = if self.preserve_request_method { method.clone() } else { Method::GET };
+            let auth_method = if self.preserve_request_method {
+                method.clone()
+            } else {
+                Method::GET
+            };
 
             // A CONNECT body of unknown length is tunnel data, never sent to the auth server.
-            let tunnel = method == Method::CONNECT && !outgoing.request.headers().contains_key(header::CONTENT_LENGTH);
+            let tunnel = method == Method::CONNECT
+                && !outgoing
+                    .request
+                    .headers()
+                    .contains_key(header::CONTENT_LENGTH);
             let mut auth_body = Bytes::new();
             if self.forward_body && !tunnel {
                 let body = std::mem::replace(outgoing.request.body_mut(), empty());
@@ -583,7 +643,10 @@ impl Middleware for ForwardAuth {
                         *outgoing.request.body_mut() = full(auth_body.clone());
                     }
                     Err(ReadError::TooLarge) => {
-                        tracing::debug!(limit = self.max_body_size, "forwardAuth: request body over maxBodySize");
+                        tracing::debug!(
+                            limit = self.max_body_size,
+                            "forwardAuth: request body over maxBodySize"
+                        );
                         return Ok(status_only(StatusCode::UNAUTHORIZED));
                     }
                     Err(ReadError::Failed(e)) => {
@@ -604,10 +667,17 @@ impl Middleware for ForwardAuth {
             }
 
             self.copy_response_headers(&answer.headers, outgoing.request.headers_mut());
-            let auth_cookies: Vec<HeaderValue> = answer.headers.get_all(header::SET_COOKIE).iter().cloned().collect();
+            let auth_cookies: Vec<HeaderValue> = answer
+                .headers
+                .get_all(header::SET_COOKIE)
+                .iter()
+                .cloned()
+                .collect();
             let mut response = next.run(outgoing).await?;
             if auth_cookies.iter().any(|c| cookie_name(c).is_some()) {
-                let wanted = |value: &HeaderValue| cookie_name(value).is_some_and(|n| self.auth_cookies.iter().any(|w| w == n));
+                let wanted = |value: &HeaderValue| {
+                    cookie_name(value).is_some_and(|n| self.auth_cookies.iter().any(|w| w == n))
+                };
                 let kept: Vec<HeaderValue> = response
                     .headers()
                     .get_all(header::SET_COOKIE)
@@ -617,7 +687,10 @@ impl Middleware for ForwardAuth {
                     .collect();
                 let headers = response.headers_mut();
                 headers.remove(header::SET_COOKIE);
-                for cookie in kept.into_iter().chain(auth_cookies.into_iter().filter(|c| wanted(c))) {
+                for cookie in kept
+                    .into_iter()
+                    .chain(auth_cookies.into_iter().filter(|c| wanted(c)))
+                {
                     headers.append(header::SET_COOKIE, cookie);
                 }
             }
@@ -635,9 +708,15 @@ mod tests {
     fn locations_resolve_against_the_address() {
         let base: Uri = "http://auth.local:9000/verify/token?x=1".parse().unwrap();
         let r = |s: &str| resolve(&base, s).unwrap();
-        assert_eq!(r("https://login.example/start"), "https://login.example/start");
+        assert_eq!(
+            r("https://login.example/start"),
+            "https://login.example/start"
+        );
         assert_eq!(r("//cdn.example/a"), "http://cdn.example/a");
-        assert_eq!(r("/login?next=%2F"), "http://auth.local:9000/login?next=%2F");
+        assert_eq!(
+            r("/login?next=%2F"),
+            "http://auth.local:9000/login?next=%2F"
+        );
         assert_eq!(r("login"), "http://auth.local:9000/verify/login");
         assert_eq!(r("../up/./x"), "http://auth.local:9000/up/x");
         assert_eq!(r("?y=2"), "http://auth.local:9000/verify/token?y=2");
@@ -650,10 +729,22 @@ mod tests {
         assert_eq!(err(json!({})), "address");
         assert_eq!(err(json!({"address": "auth.local"})), "address");
         assert_eq!(err(json!({"address": "https://auth.local"})), "address");
-        assert_eq!(err(json!({"address": "http://a", "authResponseHeadersRegex": "("})), "authResponseHeadersRegex");
-        assert_eq!(err(json!({"address": "http://a", "authResponseHeaders": ["bad name"]})), "authResponseHeaders[0]");
-        assert_eq!(err(json!({"address": "http://a", "tls": {"insecureSkipVerfy": true}})), "tls.insecureSkipVerfy");
-        assert_eq!(err(json!({"address": "http://a", "trustForwardHeaders": true})), "trustForwardHeaders");
+        assert_eq!(
+            err(json!({"address": "http://a", "authResponseHeadersRegex": "("})),
+            "authResponseHeadersRegex"
+        );
+        assert_eq!(
+            err(json!({"address": "http://a", "authResponseHeaders": ["bad name"]})),
+            "authResponseHeaders[0]"
+        );
+        assert_eq!(
+            err(json!({"address": "http://a", "tls": {"insecureSkipVerfy": true}})),
+            "tls.insecureSkipVerfy"
+        );
+        assert_eq!(
+            err(json!({"address": "http://a", "trustForwardHeaders": true})),
+            "trustForwardHeaders"
+        );
         assert!(compile(&json!({
             "address": "http://a:9/auth", "tls": {"ca": "x", "cert": "y", "key": "z", "insecureSkipVerify": true, "caOptional": true},
             "trustForwardHeader": true, "authResponseHeaders": ["X-User"], "authResponseHeadersRegex": "^X-",

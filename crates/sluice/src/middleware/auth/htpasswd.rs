@@ -74,7 +74,8 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The crypt alphabet (not base64's order).
-const CRYPT_ALPHABET: &[u8; 64] = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+const CRYPT_ALPHABET: &[u8; 64] =
+    b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /// Poul-Henning Kamp's MD5 crypt, parameterised by its magic (`$1$` or Apache's `$apr1$`).
 /// Returns the full `magic salt $ encoded` string.
@@ -165,7 +166,10 @@ mod tests {
     #[test]
     fn apache_md5_hashes() {
         assert!(verify(b"hello2", "$apr1$a0j62R97$mYqFkloXH0/UOaUnAiV2b0"));
-        assert!(verify(b"topsecret", "$apr1$JI4wh3am$AmhephVqLTUyAVpFQeHZC0"));
+        assert!(verify(
+            b"topsecret",
+            "$apr1$JI4wh3am$AmhephVqLTUyAVpFQeHZC0"
+        ));
         assert!(verify(b"test2", "$apr1$d9hr9HBB$4HxwgUir3HP4EsggP/QNo0"));
         assert!(!verify(b"hello3", "$apr1$a0j62R97$mYqFkloXH0/UOaUnAiV2b0"));
         // A broken prefix is not an MD5 crypt and never matches.

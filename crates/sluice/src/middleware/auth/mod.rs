@@ -32,7 +32,10 @@ pub fn compile(kind: &str, spec: &Value) -> Result<Arc<dyn Middleware>, Middlewa
 /// Unknown and missing fields are errors naming the field's path. Nested objects are declared
 /// as `Option<Value>` in the outer struct and decoded with their own path, so a typo deep inside
 /// is reported where it is.
-pub(crate) fn parse_at<T: DeserializeOwned>(spec: &Value, path: &str) -> Result<T, MiddlewareError> {
+pub(crate) fn parse_at<T: DeserializeOwned>(
+    spec: &Value,
+    path: &str,
+) -> Result<T, MiddlewareError> {
     // An empty YAML mapping may arrive as null.
     let empty = Value::Object(Default::default());
     let spec = if spec.is_null() { &empty } else { spec };
@@ -86,7 +89,12 @@ pub(crate) fn header_field(name: Option<&str>) -> Result<Option<HeaderName>, Mid
         None => Ok(None),
         Some(name) => HeaderName::from_bytes(name.as_bytes())
             .map(Some)
-            .map_err(|_| MiddlewareError::new("headerField", format!("`{name}` is not a valid header name"))),
+            .map_err(|_| {
+                MiddlewareError::new(
+                    "headerField",
+                    format!("`{name}` is not a valid header name"),
+                )
+            }),
     }
 }
 
@@ -118,7 +126,11 @@ pub(crate) fn canonical_name(name: &str) -> String {
     let mut upper = true;
     name.chars()
         .map(|c| {
-            let out = if upper { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() };
+            let out = if upper {
+                c.to_ascii_uppercase()
+            } else {
+                c.to_ascii_lowercase()
+            };
             upper = c == '-';
             out
         })

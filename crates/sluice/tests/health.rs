@@ -151,3 +151,19 @@ async fn passive_checks_take_failing_servers_out_for_the_failure_window() {
     }
     assert!(again.iter().any(|name| name == "b"), "b is back in rotation: {again:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failover_on_status_replays_the_request_to_the_fallback() {
+    let (o, sluice) = start().await;
+    let client = common::client();
+    let host = ("Host", "status.example.com");
+    let answer = send(&client, "GET", &sluice.url("/health"), &[host], "").await.expect("request");
+    assert_eq!((answer.status, answer.body.trim()), (200, "a"));
+    set_health(&o[0], 503).await;
+    let answer = send(&client, "GET", &sluice.url("/health"), &[host], "").await.expect("request");
+    assert_eq!((answer.status, answer.body.trim()), (200, "b"), "main answered 503: the fallback answers");
+    let answer = send(&client, "PUT", &sluice.url("/upload"), &[host], "1234567").await.expect("request");
+    assert!(answer.body.contains("Body-Bytes: 7"), "small bodies are kept and forwarded: {}", answer.body);
+    let answer = send(&client, "PUT", &sluice.url("/upload"), &[host], "a body over eight bytes").await.expect("request");
+    assert_eq!(answer.status, 413);
+}

@@ -15,6 +15,8 @@ pub enum ProxyError {
     NoServer(String),
     #[error("bad request: {0}")]
     BadRequest(String),
+    #[error("request body larger than allowed")]
+    PayloadTooLarge,
     #[error("origin {server} did not answer in time: {reason}")]
     OriginTimeout { server: String, reason: String },
     #[error("origin {server} failed: {reason}")]
@@ -30,6 +32,7 @@ impl ProxyError {
             ProxyError::NoRouter => StatusCode::NOT_FOUND,
             ProxyError::NoServer(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::OriginTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::OriginUnreachable { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -43,6 +46,7 @@ impl ProxyError {
             ProxyError::NoRouter => "404 page not found\n",
             ProxyError::NoServer(_) => "no available server\n",
             ProxyError::BadRequest(_) => "400 Bad Request\n",
+            ProxyError::PayloadTooLarge => "Request Entity Too Large",
             ProxyError::OriginTimeout { .. } => "Gateway Timeout",
             ProxyError::OriginUnreachable { .. } => "Bad Gateway",
             ProxyError::Internal(_) => "Internal Server Error",

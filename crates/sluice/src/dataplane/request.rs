@@ -10,11 +10,12 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use http::uri::PathAndQuery;
+use http_body_util::BodyExt as _;
 use http::{header, HeaderMap, HeaderValue, Request, Response, Uri};
 use hyper::body::Incoming;
 use sluice_rules::{canonical_host, routing_path, sanitize_path, RequestInfo};
 
-use super::body::{boxed, ProxyBody};
+use super::body::{boxed, full, ProxyBody};
 use super::error::ProxyError;
 use super::forwarded::{self, Origin};
 use super::hop_by_hop;
@@ -22,7 +23,7 @@ use super::mirror;
 use super::upstream::{self, Outgoing};
 use crate::middleware::Next;
 use crate::runtime::server::Server;
-use crate::runtime::service::{LoadBalancer, Mirroring};
+use crate::runtime::service::{Failover, LoadBalancer, Mirroring};
 use crate::runtime::strategy::Tracked;
 use crate::runtime::sticky::StickyCookie;
 use crate::runtime::{Runtime, Service};
@@ -228,6 +229,9 @@ pub async fn serve(
                 break forward_tracked(lb, server, outgoing).await;
             }
             Service::Mirroring(mirroring) => break serve_mirroring(mirroring, outgoing).await,
+            Service::Failover(failover) if failover.errors.is_some() && failover.main.is_up() => {
+                break serve_failover(failover, outgoing).await;
+            }
             Service::Failover(failover) => {
                 current = failover
                     .pick()
@@ -306,6 +310,62 @@ fn sticky_pick(
 
 type Answer<'a> =
     Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send + 'a>>;
+
+/// Failover on status: the body is kept (up to the limit) so the fallback can get the same
+/// request when main answers with one of the listed statuses.
+fn serve_failover(failover: &Failover, outgoing: Outgoing) -> Answer<'_> {
+    Box::pin(async move {
+        let Some(errors) = &failover.errors else {
+            return serve(&failover.main, outgoing).await;
+        };
+        let Outgoing {
+            request,
+            path_and_query,
+            host,
+            upgrade,
+        } = outgoing;
+        let (parts, mut body) = request.into_parts();
+        let mut kept = Vec::new();
+        let mut size: u64 = 0;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| ProxyError::BadRequest(format!("reading request body: {e}")))?;
+            if let Ok(data) = frame.into_data() {
+                size += data.len() as u64;
+                if errors.max_request_body_bytes.is_some_and(|max| size > max) {
+                    return Ok(ProxyError::PayloadTooLarge.into_response());
+                }
+                kept.push(data);
+            }
+        }
+        let whole: bytes::Bytes = kept.concat().into();
+        let again = |parts: &http::request::Parts| {
+            let mut request = Request::new(full(whole.clone()));
+            *request.method_mut() = parts.method.clone();
+            *request.uri_mut() = parts.uri.clone();
+            *request.version_mut() = parts.version;
+            *request.headers_mut() = parts.headers.clone();
+            request
+        };
+        let first = Outgoing {
+            request: again(&parts),
+            path_and_query: path_and_query.clone(),
+            host: host.clone(),
+            upgrade: None,
+        };
+        let response = serve(&failover.main, first).await?;
+        if !errors.matches(response.status().as_u16()) {
+            return Ok(response);
+        }
+        drop(response);
+        let second = Outgoing {
+            request: again(&parts),
+            path_and_query,
+            host,
+            upgrade,
+        };
+        serve(&failover.fallback, second).await
+    })
+}
 
 /// Mirroring services call [`serve`] again; the box breaks the recursion.
 fn serve_mirroring(mirroring: &Mirroring, outgoing: Outgoing) -> Answer<'_> {

@@ -14,7 +14,9 @@ use sluice_rules::{default_priority, Route, RouteTable, Rule, Syntax};
 
 use super::server::Server;
 use super::health::{spawn_checks, Health, HealthCheck, HealthCheckConfig, Passive, PassiveConfig};
-use super::service::{Failover, LoadBalancer, Mirroring, Service, Weighted};
+use super::service::{
+    parse_status_ranges, Failover, FailoverErrors, LoadBalancer, Mirroring, Service, Weighted,
+};
 use super::sticky::StickyCookie;
 use super::strategy::{Load, Strategy};
 use super::transport::{TransportConfig, Transports};
@@ -445,11 +447,22 @@ impl Builder<'_> {
                 Some(_) => Some(watch_children(name, &[main.clone(), fallback.clone()])?),
                 None => None,
             };
+            let errors = match spec.errors {
+                Some(errors) => Some(FailoverErrors {
+                    statuses: parse_status_ranges(&errors.status)
+                        .map_err(|e| format!("failover.errors.status: {e}"))?,
+                    max_request_body_bytes: errors
+                        .max_request_body_bytes
+                        .and_then(|n| u64::try_from(n).ok()),
+                }),
+                None => None,
+            };
             Service::Failover(Failover {
                 name: name.to_owned(),
                 main,
                 fallback,
                 health,
+                errors,
                 fingerprint,
             })
         } else if let Some(hrw) = &config.highest_random_weight {
@@ -572,10 +585,17 @@ struct FailoverConfig {
     fallback: String,
     #[serde(default)]
     health_check: Option<serde_json::Value>,
-    /// Status-based failover (`errors`) is accepted but not acted on yet.
     #[serde(default)]
-    #[allow(dead_code)]
-    errors: Option<serde_json::Value>,
+    errors: Option<FailoverErrorsConfig>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct FailoverErrorsConfig {
+    #[serde(default)]
+    status: Vec<String>,
+    #[serde(default)]
+    max_request_body_bytes: Option<i64>,
 }
 
 /// A parent with `healthCheck: {}` follows the up/down state of each child; every child must

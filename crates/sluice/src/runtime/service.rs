@@ -196,7 +196,41 @@ pub struct Failover {
     pub fallback: Arc<Service>,
     /// With `healthCheck: {}`: up while main or fallback is up, forwarded to parents.
     pub health: Option<Arc<Health>>,
+    /// With `errors`: main answers in these statuses are replaced by the fallback's.
+    pub errors: Option<FailoverErrors>,
     pub(crate) fingerprint: String,
+}
+
+/// `failover.errors`: fail over on the main service's status, not only on its health.
+#[derive(Debug, Clone)]
+pub struct FailoverErrors {
+    /// Inclusive status ranges.
+    pub statuses: Vec<(u16, u16)>,
+    /// Largest request body kept for a second attempt (None: no limit); larger bodies get 413.
+    pub max_request_body_bytes: Option<u64>,
+}
+
+impl FailoverErrors {
+    /// Whether `status` triggers the fallback.
+    pub fn matches(&self, status: u16) -> bool {
+        self.statuses.iter().any(|(low, high)| (*low..=*high).contains(&status))
+    }
+}
+
+/// Parses Traefik status lists: `500`, `500-599`.
+pub fn parse_status_ranges(items: &[String]) -> Result<Vec<(u16, u16)>, String> {
+    items
+        .iter()
+        .map(|item| {
+            let (low, high) = item.split_once('-').unwrap_or((item, item));
+            let low: u16 = low.trim().parse().map_err(|_| format!("`{item}` is not a status or range"))?;
+            let high: u16 = high.trim().parse().map_err(|_| format!("`{item}` is not a status or range"))?;
+            if low > high || !(100..=599).contains(&low) || high > 599 {
+                return Err(format!("`{item}` is not a valid status range"));
+            }
+            Ok((low, high))
+        })
+        .collect()
 }
 
 impl Failover {

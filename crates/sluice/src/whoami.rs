@@ -51,10 +51,13 @@ impl Whoami {
         self.requests.load(Ordering::Relaxed)
     }
 
-    /// Serves on `listener` until the task is dropped.
+    /// Serves on `listener` until the task is dropped; dropping it also closes every open
+    /// connection, so a test can kill an origin for real.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
         let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        let mut connections = tokio::task::JoinSet::new();
         loop {
+            while connections.try_join_next().is_some() {}
             let (stream, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(error) => {
@@ -66,7 +69,7 @@ impl Whoami {
             let _ = stream.set_nodelay(true);
             let this = self.clone();
             let builder = builder.clone();
-            tokio::spawn(async move {
+            connections.spawn(async move {
                 let service = hyper::service::service_fn(move |req| {
                     let this = this.clone();
                     async move { Ok::<_, Infallible>(this.answer(req, peer).await) }

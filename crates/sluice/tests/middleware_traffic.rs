@@ -528,8 +528,9 @@ http:
     let set_health = |code: &'static str| {
         let url = format!("{}/health", app.url());
         async move {
-            let answer = send(&common::client(), "POST", &url, &[], code).await.expect("set health");
-            assert_eq!(answer.status.to_string(), code);
+            send(&common::client(), "POST", &url, &[], code).await.expect("set health");
+            let answer = send(&common::client(), "GET", &url, &[], "").await.expect("read health");
+            assert_eq!(answer.status.to_string(), code, "the origin now answers {code}");
         }
     };
     let healthy = send(&client, "GET", &sluice.url("/health"), &[], "").await.expect("request");

@@ -110,9 +110,15 @@ pub fn compile(spec: &Value) -> Result<Arc<dyn Middleware>, MiddlewareError> {
 
 /// Whether an error means the request never left Sluice (so replaying it is safe).
 pub(crate) fn never_sent(error: &ProxyError) -> bool {
-    // hyper's client reports failures to open the connection as `client error (Connect)`;
-    // everything else happened after the request may have been written.
-    matches!(error, ProxyError::OriginUnreachable { reason, .. } if reason.starts_with("client error (Connect)"))
+    // Failures to open the connection read `cannot connect` (Sluice's HTTP/1.1 pool, a dial
+    // timeout included) or `client error (Connect)` (hyper's client, for h2c); everything else
+    // happened after the request may have been written. ProxyError carries no typed flag for
+    // this, hence the text.
+    let connect = |reason: &str| reason.starts_with("cannot connect") || reason.starts_with("client error (Connect)");
+    match error {
+        ProxyError::OriginUnreachable { reason, .. } | ProxyError::OriginTimeout { reason, .. } => connect(reason),
+        _ => false,
+    }
 }
 
 impl Retry {
@@ -395,6 +401,11 @@ mod tests {
             server: "s".into(),
             reason: "client error (Connect): tcp connect error: Connection refused".into(),
         };
+        let pooled = ProxyError::OriginUnreachable {
+            server: "s".into(),
+            reason: "cannot connect: Connection refused (os error 111)".into(),
+        };
+        assert!(never_sent(&pooled));
         let dropped = ProxyError::OriginUnreachable {
             server: "s".into(),
             reason: "client error (SendRequest): connection closed before message completed".into(),

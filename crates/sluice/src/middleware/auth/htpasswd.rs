@@ -38,7 +38,7 @@ pub fn verify(password: &[u8], hash: &str) -> bool {
         Scheme::Sha1 => {
             let digest = Sha1::digest(password);
             let encoded = base64::engine::general_purpose::STANDARD.encode(digest);
-            constant_time_eq(hash["{SHA}".len()..].as_bytes(), encoded.as_bytes())
+            constant_time_eq(&hash.as_bytes()["{SHA}".len()..], encoded.as_bytes())
         }
         // `$2x$` is treated as `$2y$`, like Traefik: correct for 7-bit passwords.
         Scheme::Bcrypt => {

@@ -195,10 +195,12 @@ async fn dispatch(cli: Cli, flags: Vec<(String, String)>) -> anyhow::Result<Exit
             let files = sluice_crd::try_crd_definitions()?;
             match out {
                 Some(dir) => {
-                    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+                    std::fs::create_dir_all(&dir)
+                        .with_context(|| format!("cannot create {}", dir.display()))?;
                     for (name, text) in files {
                         let path = dir.join(name);
-                        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+                        std::fs::write(&path, text)
+                            .with_context(|| format!("cannot write {}", path.display()))?;
                         println!("wrote {}", path.display());
                     }
                 }

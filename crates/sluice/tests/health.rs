@@ -134,22 +134,36 @@ async fn passive_checks_take_failing_servers_out_for_the_failure_window() {
     let client = common::client();
     let mut statuses = Vec::new();
     for _ in 0..12 {
-        let answer = send(&client, "GET", &sluice.url("/health"), &[], "").await.expect("request");
+        let answer = send(&client, "GET", &sluice.url("/health"), &[], "")
+            .await
+            .expect("request");
         statuses.push((answer.status, answer.body.trim().to_owned()));
     }
     // The failing answer itself reaches the client once; then only `a` answers.
     let failures = statuses.iter().filter(|(s, _)| *s == 500).count();
     assert_eq!(failures, 1, "{statuses:?}");
-    assert!(statuses.iter().skip_while(|(s, _)| *s != 500).skip(1).all(|(s, b)| *s == 200 && b == "a"), "{statuses:?}");
+    assert!(
+        statuses
+            .iter()
+            .skip_while(|(s, _)| *s != 500)
+            .skip(1)
+            .all(|(s, b)| *s == 200 && b == "a"),
+        "{statuses:?}"
+    );
     // After the window, b is tried again.
     set_health(&o[1], 200).await;
     tokio::time::sleep(Duration::from_millis(900)).await;
     let mut again = Vec::new();
     for _ in 0..4 {
-        let answer = send(&client, "GET", &sluice.url("/health"), &[], "").await.expect("request");
+        let answer = send(&client, "GET", &sluice.url("/health"), &[], "")
+            .await
+            .expect("request");
         again.push(answer.body.trim().to_owned());
     }
-    assert!(again.iter().any(|name| name == "b"), "b is back in rotation: {again:?}");
+    assert!(
+        again.iter().any(|name| name == "b"),
+        "b is back in rotation: {again:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -157,13 +171,35 @@ async fn failover_on_status_replays_the_request_to_the_fallback() {
     let (o, sluice) = start().await;
     let client = common::client();
     let host = ("Host", "status.example.com");
-    let answer = send(&client, "GET", &sluice.url("/health"), &[host], "").await.expect("request");
+    let answer = send(&client, "GET", &sluice.url("/health"), &[host], "")
+        .await
+        .expect("request");
     assert_eq!((answer.status, answer.body.trim()), (200, "a"));
     set_health(&o[0], 503).await;
-    let answer = send(&client, "GET", &sluice.url("/health"), &[host], "").await.expect("request");
-    assert_eq!((answer.status, answer.body.trim()), (200, "b"), "main answered 503: the fallback answers");
-    let answer = send(&client, "PUT", &sluice.url("/upload"), &[host], "1234567").await.expect("request");
-    assert!(answer.body.contains("Body-Bytes: 7"), "small bodies are kept and forwarded: {}", answer.body);
-    let answer = send(&client, "PUT", &sluice.url("/upload"), &[host], "a body over eight bytes").await.expect("request");
+    let answer = send(&client, "GET", &sluice.url("/health"), &[host], "")
+        .await
+        .expect("request");
+    assert_eq!(
+        (answer.status, answer.body.trim()),
+        (200, "b"),
+        "main answered 503: the fallback answers"
+    );
+    let answer = send(&client, "PUT", &sluice.url("/upload"), &[host], "1234567")
+        .await
+        .expect("request");
+    assert!(
+        answer.body.contains("Body-Bytes: 7"),
+        "small bodies are kept and forwarded: {}",
+        answer.body
+    );
+    let answer = send(
+        &client,
+        "PUT",
+        &sluice.url("/upload"),
+        &[host],
+        "a body over eight bytes",
+    )
+    .await
+    .expect("request");
     assert_eq!(answer.status, 413);
 }

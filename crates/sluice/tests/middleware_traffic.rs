@@ -74,14 +74,18 @@ async fn programmed<F>(answer: F) -> Programmed
 where
     F: Fn(usize, &Seen) -> http::Response<Body> + Send + Sync + 'static,
 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let seen = Arc::new(Mutex::new(Vec::new()));
     let answer = Arc::new(answer);
     let record = seen.clone();
     let task = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let answer = answer.clone();
             let record = record.clone();
             tokio::spawn(async move {
@@ -90,10 +94,18 @@ where
                     let record = record.clone();
                     async move {
                         let (parts, body) = req.into_parts();
-                        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                        let body = body
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
                         let seen = Seen {
                             method: parts.method.to_string(),
-                            path: parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+                            path: parts
+                                .uri
+                                .path_and_query()
+                                .map(|p| p.to_string())
+                                .unwrap_or_default(),
                             headers: parts.headers,
                             body,
                         };
@@ -116,7 +128,9 @@ where
 
 /// An origin that accepts connections and closes them at once, counting them.
 async fn slammer() -> (SocketAddr, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let count = Arc::new(AtomicUsize::new(0));
     let counter = count.clone();
@@ -126,7 +140,8 @@ async fn slammer() -> (SocketAddr, Arc<AtomicUsize>, tokio::task::JoinHandle<()>
                 counter.fetch_add(1, Ordering::SeqCst);
                 // Read what was sent so the close is a clean FIN, then hang up unanswered.
                 let mut buf = [0u8; 4096];
-                let _ = tokio::time::timeout(Duration::from_millis(50), stream.read(&mut buf)).await;
+                let _ =
+                    tokio::time::timeout(Duration::from_millis(50), stream.read(&mut buf)).await;
                 drop(stream);
             }
         }
@@ -142,17 +157,29 @@ struct Raw {
 }
 
 async fn fetch(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> Raw {
-    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
     let mut builder = http::Request::builder().method(method).uri(url);
     for (name, value) in headers {
         builder = builder.header(*name, *value);
     }
-    let request = builder.body(Full::new(Bytes::from(body.to_owned()))).expect("request");
+    let request = builder
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .expect("request");
     let response = client.request(request).await.expect("response");
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    let body = response.into_body().collect().await.expect("body").to_bytes();
-    Raw { status, headers, body }
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    Raw {
+        status,
+        headers,
+        body,
+    }
 }
 
 fn dead_url() -> String {
@@ -200,31 +227,81 @@ http:
     let sluice = Sluice::start(&[("limits.yaml", config)], &[]).await;
     let client = common::client();
     for i in 0..3 {
-        let answer = send(&client, "GET", &sluice.url("/limited"), &[], "").await.expect("request");
+        let answer = send(&client, "GET", &sluice.url("/limited"), &[], "")
+            .await
+            .expect("request");
         assert_eq!(answer.status, 200, "burst request {i}");
     }
-    let refused = send(&client, "GET", &sluice.url("/limited"), &[], "").await.expect("request");
+    let refused = send(&client, "GET", &sluice.url("/limited"), &[], "")
+        .await
+        .expect("request");
     assert_eq!(refused.status, 429);
     assert_eq!(refused.body, "Too Many Requests");
     // The next token is about 2 s away (less the time the three requests took).
-    let retry_after = refused.headers.get("retry-after").and_then(|v| v.to_str().ok()).unwrap_or("");
-    assert!(retry_after == "2" || retry_after == "1", "Retry-After: {retry_after}");
-    let retry_in = refused.headers.get("x-retry-in").and_then(|v| v.to_str().ok()).unwrap_or("");
-    assert!(retry_in.ends_with('s') && retry_in.starts_with('1'), "X-Retry-In: {retry_in}");
-    assert_eq!(app.whoami.requests(), 3, "the refused request never reached the origin");
+    let retry_after = refused
+        .headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    assert!(
+        retry_after == "2" || retry_after == "1",
+        "Retry-After: {retry_after}"
+    );
+    let retry_in = refused
+        .headers
+        .get("x-retry-in")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    assert!(
+        retry_in.ends_with('s') && retry_in.starts_with('1'),
+        "X-Retry-In: {retry_in}"
+    );
+    assert_eq!(
+        app.whoami.requests(),
+        3,
+        "the refused request never reached the origin"
+    );
 
     // One token comes back every 2 s: waiting longer always finds it.
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let answer = send(&client, "GET", &sluice.url("/limited"), &[], "").await.expect("request");
+    let answer = send(&client, "GET", &sluice.url("/limited"), &[], "")
+        .await
+        .expect("request");
     assert_eq!(answer.status, 200);
-    let answer = send(&client, "GET", &sluice.url("/limited"), &[], "").await.expect("request");
+    let answer = send(&client, "GET", &sluice.url("/limited"), &[], "")
+        .await
+        .expect("request");
     assert_eq!(answer.status, 429, "only one token refilled");
     assert_eq!(app.whoami.requests(), 4);
 
     // Per-header sources: each tenant has its own bucket of one.
-    let a = send(&client, "GET", &sluice.url("/by-header"), &[("X-Tenant", "a")], "").await.expect("request");
-    let b = send(&client, "GET", &sluice.url("/by-header"), &[("X-Tenant", "b")], "").await.expect("request");
-    let a2 = send(&client, "GET", &sluice.url("/by-header"), &[("X-Tenant", "a")], "").await.expect("request");
+    let a = send(
+        &client,
+        "GET",
+        &sluice.url("/by-header"),
+        &[("X-Tenant", "a")],
+        "",
+    )
+    .await
+    .expect("request");
+    let b = send(
+        &client,
+        "GET",
+        &sluice.url("/by-header"),
+        &[("X-Tenant", "b")],
+        "",
+    )
+    .await
+    .expect("request");
+    let a2 = send(
+        &client,
+        "GET",
+        &sluice.url("/by-header"),
+        &[("X-Tenant", "a")],
+        "",
+    )
+    .await
+    .expect("request");
     assert_eq!((a.status, b.status, a2.status), (200, 200, 429));
 }
 
@@ -255,7 +332,10 @@ fn ensure_redis_server() -> bool {
     if have("redis-server") {
         return true;
     }
-    let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"));
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"));
     if !root {
         return false;
     }
@@ -285,7 +365,16 @@ async fn start_redis() -> Option<Redis> {
     }
     let port = free_port();
     let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -293,7 +382,10 @@ async fn start_redis() -> Option<Redis> {
     let redis = Redis { child, port };
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             return Some(redis);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -340,7 +432,9 @@ http:
     let mut statuses = Vec::new();
     for i in 0..6 {
         let sluice = if i % 2 == 0 { &one } else { &two };
-        let answer = send(&client, "GET", &sluice.url("/"), &[], "").await.expect("request");
+        let answer = send(&client, "GET", &sluice.url("/"), &[], "")
+            .await
+            .expect("request");
         statuses.push(answer.status);
     }
     // One bucket of three for both instances: in memory each would have allowed three.
@@ -349,7 +443,9 @@ http:
 
     // With Redis gone, the limiter answers 500 rather than letting traffic through unchecked.
     drop(redis);
-    let answer = send(&client, "GET", &one.url("/"), &[], "").await.expect("request");
+    let answer = send(&client, "GET", &one.url("/"), &[], "")
+        .await
+        .expect("request");
     assert_eq!(answer.status, 500, "{}", answer.body);
     assert_eq!(app.whoami.requests(), 3);
 }
@@ -411,21 +507,39 @@ http:
     let client = common::client();
     // Round robin sends the first attempt to a dead server, the retry to the other dead one,
     // the third attempt to the live origin.
-    let answer = send(&client, "POST", &sluice.url("/three"), &[], "payload").await.expect("request");
+    let answer = send(&client, "POST", &sluice.url("/three"), &[], "payload")
+        .await
+        .expect("request");
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(app.whoami.requests(), 1);
-    assert_eq!(answer.seen("Content-Length"), Some("7"), "the body was replayed whole");
+    assert_eq!(
+        answer.seen("Content-Length"),
+        Some("7"),
+        "the body was replayed whole"
+    );
     // Two attempts are not enough to get past two dead servers.
-    let answer = send(&client, "GET", &sluice.url("/two"), &[], "").await.expect("request");
+    let answer = send(&client, "GET", &sluice.url("/two"), &[], "")
+        .await
+        .expect("request");
     assert_eq!((answer.status, answer.body.as_str()), (502, "Bad Gateway"));
-    assert_eq!(app.whoami.requests(), 1, "the live origin was never reached");
+    assert_eq!(
+        app.whoami.requests(),
+        1,
+        "the live origin was never reached"
+    );
 
     // An origin that takes the request and drops the connection may have acted on it:
     // Traefik does not retry then, and neither does Sluice.
-    let answer = send(&client, "GET", &sluice.url("/slam"), &[], "").await.expect("request");
+    let answer = send(&client, "GET", &sluice.url("/slam"), &[], "")
+        .await
+        .expect("request");
     assert_eq!(answer.status, 502);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(slammed.load(Ordering::SeqCst), 1, "one connection, no retry");
+    assert_eq!(
+        slammed.load(Ordering::SeqCst),
+        1,
+        "one connection, no retry"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -475,19 +589,29 @@ http:
     );
     let sluice = Sluice::start(&[("retry.yaml", config)], &[]).await;
     let client = common::client();
-    let answer = send(&client, "PUT", &sluice.url("/put"), &[], "first body").await.expect("request");
+    let answer = send(&client, "PUT", &sluice.url("/put"), &[], "first body")
+        .await
+        .expect("request");
     assert_eq!((answer.status, answer.body.as_str()), (200, "first body"));
     assert_eq!(flaky.hits(), 3);
     let bodies: Vec<Bytes> = flaky.seen().iter().map(|s| s.body.clone()).collect();
-    assert_eq!(bodies, vec![Bytes::from("first body"); 3], "every attempt got the whole body");
+    assert_eq!(
+        bodies,
+        vec![Bytes::from("first body"); 3],
+        "every attempt got the whole body"
+    );
 
     // POST is not idempotent: the 503 is the answer.
-    let answer = send(&client, "POST", &sluice.url("/post"), &[], "second").await.expect("request");
+    let answer = send(&client, "POST", &sluice.url("/post"), &[], "second")
+        .await
+        .expect("request");
     assert_eq!((answer.status, answer.body.as_str()), (503, "busy"));
     assert_eq!(flaky.hits(), 4);
 
     // Unless allowed. (The origin's counter is at 4: it fails twice more, then answers.)
-    let answer = send(&client, "POST", &sluice.url("/allowed"), &[], "third").await.expect("request");
+    let answer = send(&client, "POST", &sluice.url("/allowed"), &[], "third")
+        .await
+        .expect("request");
     assert_eq!((answer.status, answer.body.as_str()), (200, "third"));
     assert_eq!(flaky.hits(), 6);
     assert_eq!(flaky.seen()[5].method, "POST");
@@ -528,12 +652,22 @@ http:
     let set_health = |code: &'static str| {
         let url = format!("{}/health", app.url());
         async move {
-            send(&common::client(), "POST", &url, &[], code).await.expect("set health");
-            let answer = send(&common::client(), "GET", &url, &[], "").await.expect("read health");
-            assert_eq!(answer.status.to_string(), code, "the origin now answers {code}");
+            send(&common::client(), "POST", &url, &[], code)
+                .await
+                .expect("set health");
+            let answer = send(&common::client(), "GET", &url, &[], "")
+                .await
+                .expect("read health");
+            assert_eq!(
+                answer.status.to_string(),
+                code,
+                "the origin now answers {code}"
+            );
         }
     };
-    let healthy = send(&client, "GET", &sluice.url("/health"), &[], "").await.expect("request");
+    let healthy = send(&client, "GET", &sluice.url("/health"), &[], "")
+        .await
+        .expect("request");
     assert_eq!(healthy.status, 200);
 
     set_health("500").await;
@@ -541,7 +675,9 @@ http:
     // Failures pass through until a check sees them (at most one check period).
     let mut first_refusal = None;
     for i in 0..100 {
-        let answer = send(&client, "GET", &sluice.url("/health"), &[], "").await.expect("request");
+        let answer = send(&client, "GET", &sluice.url("/health"), &[], "")
+            .await
+            .expect("request");
         if answer.status == 503 {
             assert_eq!(answer.body, "Service Unavailable");
             first_refusal = Some(i);
@@ -555,10 +691,16 @@ http:
     let reached = app.whoami.requests();
     assert!(reached > before);
     for _ in 0..5 {
-        let answer = send(&client, "GET", &sluice.url("/health"), &[], "").await.expect("request");
+        let answer = send(&client, "GET", &sluice.url("/health"), &[], "")
+            .await
+            .expect("request");
         assert_eq!(answer.status, 503);
     }
-    assert_eq!(app.whoami.requests(), reached, "tripped: the origin is left alone");
+    assert_eq!(
+        app.whoami.requests(),
+        reached,
+        "tripped: the origin is left alone"
+    );
 
     // The origin heals; after the fallback duration the breaker lets a growing share through.
     set_health("200").await;
@@ -566,8 +708,14 @@ http:
     let mut passed = 0;
     let deadline = Instant::now() + Duration::from_millis(1500);
     while Instant::now() < deadline {
-        let answer = send(&client, "GET", &sluice.url("/health"), &[], "").await.expect("request");
-        assert!(answer.status == 200 || answer.status == 503, "{}", answer.status);
+        let answer = send(&client, "GET", &sluice.url("/health"), &[], "")
+            .await
+            .expect("request");
+        assert!(
+            answer.status == 200 || answer.status == 503,
+            "{}",
+            answer.status
+        );
         if answer.status == 200 {
             passed += 1;
         }
@@ -577,7 +725,9 @@ http:
     // Past the recovery duration: standby, everything passes.
     tokio::time::sleep(Duration::from_millis(800)).await;
     for _ in 0..10 {
-        let answer = send(&client, "GET", &sluice.url("/health"), &[], "").await.expect("request");
+        let answer = send(&client, "GET", &sluice.url("/health"), &[], "")
+            .await
+            .expect("request");
         assert_eq!(answer.status, 200);
     }
 }
@@ -636,24 +786,48 @@ http:
     );
     let sluice = Sluice::start(&[("buffering.yaml", config)], &[]).await;
     let client = common::client();
-    let answer = send(&client, "POST", &sluice.url("/upload"), &[], "0123456789").await.expect("request");
+    let answer = send(&client, "POST", &sluice.url("/upload"), &[], "0123456789")
+        .await
+        .expect("request");
     assert_eq!((answer.status, answer.body.as_str()), (200, "0123456789"));
-    assert_eq!(echo.seen()[0].headers.get("content-length").map(|v| v.as_bytes()), Some(&b"10"[..]));
-    let answer = send(&client, "POST", &sluice.url("/upload"), &[], "0123456789A").await.expect("request");
-    assert_eq!((answer.status, answer.body.as_str()), (413, "Payload Too Large"));
+    assert_eq!(
+        echo.seen()[0]
+            .headers
+            .get("content-length")
+            .map(|v| v.as_bytes()),
+        Some(&b"10"[..])
+    );
+    let answer = send(&client, "POST", &sluice.url("/upload"), &[], "0123456789A")
+        .await
+        .expect("request");
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (413, "Payload Too Large")
+    );
     assert_eq!(echo.hits(), 1, "a refused body never reaches the origin");
 
-    let answer = send(&client, "GET", &sluice.url("/data?size=1000"), &[], "").await.expect("request");
+    let answer = send(&client, "GET", &sluice.url("/data?size=1000"), &[], "")
+        .await
+        .expect("request");
     assert_eq!((answer.status, answer.body.len()), (200, 1000));
-    let answer = send(&client, "GET", &sluice.url("/data?size=1001"), &[], "").await.expect("request");
-    assert_eq!((answer.status, answer.body.as_str()), (500, "Internal Server Error"));
+    let answer = send(&client, "GET", &sluice.url("/data?size=1001"), &[], "")
+        .await
+        .expect("request");
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (500, "Internal Server Error")
+    );
 
     // First attempt: the dead server (502); the expression allows a second, to the echo.
-    let answer = send(&client, "POST", &sluice.url("/replay"), &[], "again").await.expect("request");
+    let answer = send(&client, "POST", &sluice.url("/replay"), &[], "again")
+        .await
+        .expect("request");
     assert_eq!((answer.status, answer.body.as_str()), (200, "again"));
     assert_eq!(echo.hits(), 2);
     // Next round: the echo first (no retry needed)...
-    let answer = send(&client, "POST", &sluice.url("/replay"), &[], "x").await.expect("request");
+    let answer = send(&client, "POST", &sluice.url("/replay"), &[], "x")
+        .await
+        .expect("request");
     assert_eq!(answer.status, 200);
     assert_eq!(echo.hits(), 3);
 }
@@ -724,41 +898,126 @@ http:
         ("zstd, br", "br"),
         ("*", "gzip"),
     ] {
-        let raw = fetch("GET", &sluice.url("/data?size=300000"), &[("Accept-Encoding", accept)], "").await;
+        let raw = fetch(
+            "GET",
+            &sluice.url("/data?size=300000"),
+            &[("Accept-Encoding", accept)],
+            "",
+        )
+        .await;
         assert_eq!(raw.status, 200);
-        assert_eq!(raw.headers.get("content-encoding").map(|v| v.as_bytes()), Some(expected.as_bytes()), "{accept}");
+        assert_eq!(
+            raw.headers.get("content-encoding").map(|v| v.as_bytes()),
+            Some(expected.as_bytes()),
+            "{accept}"
+        );
         assert!(raw.headers.get("content-length").is_none());
-        assert_eq!(raw.headers.get("vary").map(|v| v.as_bytes()), Some(&b"Accept-Encoding"[..]));
-        assert!(raw.body.len() < 10_000, "{expected}: {} bytes", raw.body.len());
-        assert_eq!(decode(expected, &raw.body).await, original, "{expected} round trip");
+        assert_eq!(
+            raw.headers.get("vary").map(|v| v.as_bytes()),
+            Some(&b"Accept-Encoding"[..])
+        );
+        assert!(
+            raw.body.len() < 10_000,
+            "{expected}: {} bytes",
+            raw.body.len()
+        );
+        assert_eq!(
+            decode(expected, &raw.body).await,
+            original,
+            "{expected} round trip"
+        );
     }
     // Small answers, HEAD, no Accept-Encoding, identity: left alone.
-    let raw = fetch("GET", &sluice.url("/data?size=1023"), &[("Accept-Encoding", "gzip")], "").await;
+    let raw = fetch(
+        "GET",
+        &sluice.url("/data?size=1023"),
+        &[("Accept-Encoding", "gzip")],
+        "",
+    )
+    .await;
     assert!(raw.headers.get("content-encoding").is_none());
-    assert_eq!(raw.headers.get("content-length").map(|v| v.as_bytes()), Some(&b"1023"[..]));
+    assert_eq!(
+        raw.headers.get("content-length").map(|v| v.as_bytes()),
+        Some(&b"1023"[..])
+    );
     assert_eq!(raw.body.len(), 1023);
-    assert_eq!(raw.headers.get("vary").map(|v| v.as_bytes()), Some(&b"Accept-Encoding"[..]));
-    let raw = fetch("GET", &sluice.url("/data?size=1024"), &[("Accept-Encoding", "gzip")], "").await;
-    assert_eq!(raw.headers.get("content-encoding").map(|v| v.as_bytes()), Some(&b"gzip"[..]), "1024 is enough");
-    let raw = fetch("HEAD", &sluice.url("/data?size=5000"), &[("Accept-Encoding", "gzip")], "").await;
+    assert_eq!(
+        raw.headers.get("vary").map(|v| v.as_bytes()),
+        Some(&b"Accept-Encoding"[..])
+    );
+    let raw = fetch(
+        "GET",
+        &sluice.url("/data?size=1024"),
+        &[("Accept-Encoding", "gzip")],
+        "",
+    )
+    .await;
+    assert_eq!(
+        raw.headers.get("content-encoding").map(|v| v.as_bytes()),
+        Some(&b"gzip"[..]),
+        "1024 is enough"
+    );
+    let raw = fetch(
+        "HEAD",
+        &sluice.url("/data?size=5000"),
+        &[("Accept-Encoding", "gzip")],
+        "",
+    )
+    .await;
     assert!(raw.headers.get("content-encoding").is_none());
     let raw = fetch("GET", &sluice.url("/data?size=5000"), &[], "").await;
     assert!(raw.headers.get("content-encoding").is_none());
     assert_eq!(raw.body.len(), 5000);
-    let raw = fetch("GET", &sluice.url("/data?size=5000"), &[("Accept-Encoding", "identity")], "").await;
+    let raw = fetch(
+        "GET",
+        &sluice.url("/data?size=5000"),
+        &[("Accept-Encoding", "identity")],
+        "",
+    )
+    .await;
     assert!(raw.headers.get("content-encoding").is_none());
     assert!(raw.headers.get("vary").is_none());
-    let raw = fetch("GET", &sluice.url("/data?size=5000"), &[("Accept-Encoding", "deflate")], "").await;
-    assert!(raw.headers.get("content-encoding").is_none(), "nothing acceptable");
+    let raw = fetch(
+        "GET",
+        &sluice.url("/data?size=5000"),
+        &[("Accept-Encoding", "deflate")],
+        "",
+    )
+    .await;
+    assert!(
+        raw.headers.get("content-encoding").is_none(),
+        "nothing acceptable"
+    );
 
     // includedContentTypes: only text/html is compressed.
-    let raw = fetch("GET", &sluice.url("/typed/text_html"), &[("Accept-Encoding", "br")], "").await;
-    assert_eq!(raw.headers.get("content-encoding").map(|v| v.as_bytes()), Some(&b"br"[..]));
+    let raw = fetch(
+        "GET",
+        &sluice.url("/typed/text_html"),
+        &[("Accept-Encoding", "br")],
+        "",
+    )
+    .await;
+    assert_eq!(
+        raw.headers.get("content-encoding").map(|v| v.as_bytes()),
+        Some(&b"br"[..])
+    );
     assert_eq!(decode("br", &raw.body).await, vec![b'y'; 5000]);
-    let raw = fetch("GET", &sluice.url("/typed/application_json"), &[("Accept-Encoding", "br")], "").await;
+    let raw = fetch(
+        "GET",
+        &sluice.url("/typed/application_json"),
+        &[("Accept-Encoding", "br")],
+        "",
+    )
+    .await;
     assert!(raw.headers.get("content-encoding").is_none());
     assert_eq!(raw.body.len(), 5000);
-    assert_eq!(typed.seen()[0].headers.get("accept-encoding").map(|v| v.as_bytes()), Some(&b"br"[..]));
+    assert_eq!(
+        typed.seen()[0]
+            .headers
+            .get("accept-encoding")
+            .map(|v| v.as_bytes()),
+        Some(&b"br"[..])
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -767,11 +1026,25 @@ http:
 #[tokio::test(flavor = "multi_thread")]
 async fn error_pages_with_placeholders_and_rewrites() {
     let failing = programmed(|_, seen| {
-        let code: u16 = seen.path.trim_start_matches("/fail/").split('?').next().unwrap_or("500").parse().unwrap_or(500);
+        let code: u16 = seen
+            .path
+            .trim_start_matches("/fail/")
+            .split('?')
+            .next()
+            .unwrap_or("500")
+            .parse()
+            .unwrap_or(500);
         text(code, Some("text/plain"), "original body")
     })
     .await;
-    let pages = programmed(|_, seen| text(200, Some("text/html"), format!("<p>page for {}</p>", seen.path))).await;
+    let pages = programmed(|_, seen| {
+        text(
+            200,
+            Some("text/html"),
+            format!("<p>page for {}</p>", seen.path),
+        )
+    })
+    .await;
     let config = format!(
         r#"
 http:
@@ -812,20 +1085,42 @@ http:
         dead_url()
     );
     let sluice = Sluice::start(&[("errors.yaml", config)], &[]).await;
-    let raw = fetch("GET", &sluice.url("/fail/502?x=1"), &[("Host", "shop.example"), ("X-Custom", "kept")], "").await;
+    let raw = fetch(
+        "GET",
+        &sluice.url("/fail/502?x=1"),
+        &[("Host", "shop.example"), ("X-Custom", "kept")],
+        "",
+    )
+    .await;
     assert_eq!(raw.status, 502);
     let url = "http%3A%2F%2Fshop.example%2Ffail%2F502%3Fx%3D1";
-    assert_eq!(raw.body, format!("<p>page for /err/502?orig=502&u={url}</p>"));
-    assert_eq!(raw.headers.get("content-type").map(|v| v.as_bytes()), Some(&b"text/html"[..]));
+    assert_eq!(
+        raw.body,
+        format!("<p>page for /err/502?orig=502&u={url}</p>")
+    );
+    assert_eq!(
+        raw.headers.get("content-type").map(|v| v.as_bytes()),
+        Some(&b"text/html"[..])
+    );
     let page_request = &pages.seen()[0];
     assert_eq!(page_request.method, "GET");
-    assert_eq!(page_request.headers.get("x-custom").map(|v| v.as_bytes()), Some(&b"kept"[..]));
-    assert_eq!(page_request.headers.get("host").map(|v| v.as_bytes()), Some(&b"shop.example"[..]));
+    assert_eq!(
+        page_request.headers.get("x-custom").map(|v| v.as_bytes()),
+        Some(&b"kept"[..])
+    );
+    assert_eq!(
+        page_request.headers.get("host").map(|v| v.as_bytes()),
+        Some(&b"shop.example"[..])
+    );
 
     // Rewritten: 503 is answered 500, the page asked for with both codes.
     let raw = fetch("GET", &sluice.url("/fail/503"), &[], "").await;
     assert_eq!(raw.status, 500);
-    assert!(String::from_utf8_lossy(&raw.body).contains("/err/500?orig=503&"), "{:?}", raw.body);
+    assert!(
+        String::from_utf8_lossy(&raw.body).contains("/err/500?orig=503&"),
+        "{:?}",
+        raw.body
+    );
     // Statuses outside the list pass untouched.
     let raw = fetch("GET", &sluice.url("/fail/418"), &[], "").await;
     assert_eq!((raw.status, &raw.body[..]), (418, &b"original body"[..]));
@@ -864,10 +1159,12 @@ async fn grpc_web_binary_and_text_reach_a_grpc_origin() {
                 t
             })),
         ];
-        let mut response = http::Response::new(StreamBody::new(futures_util::stream::iter(frames)).boxed());
-        response
-            .headers_mut()
-            .insert("content-type", "application/grpc+proto".parse().expect("ct"));
+        let mut response =
+            http::Response::new(StreamBody::new(futures_util::stream::iter(frames)).boxed());
+        response.headers_mut().insert(
+            "content-type",
+            "application/grpc+proto".parse().expect("ct"),
+        );
         response
     })
     .await;
@@ -893,7 +1190,8 @@ http:
     );
     let sluice = Sluice::start(&[("grpc.yaml", config)], &[]).await;
     let message = grpc_frame(b"hello");
-    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
     let request = http::Request::builder()
         .method("POST")
         .uri(sluice.url("/pkg.Service/Echo"))
@@ -904,9 +1202,20 @@ http:
         .expect("request");
     let response = client.request(request).await.expect("response");
     assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["content-type"], "application/grpc-web+proto");
-    assert_eq!(response.headers()["access-control-allow-origin"], "https://app.example");
-    let body = response.into_body().collect().await.expect("body").to_bytes();
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/grpc-web+proto"
+    );
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
     let trailer = b"grpc-status: 0\r\ngrpc-message: fine\r\n";
     let mut expected = message.clone();
     expected.push(0x80);
@@ -923,12 +1232,21 @@ http:
     let raw = fetch(
         "POST",
         &sluice.url("/pkg.Service/Echo"),
-        &[("content-type", "application/grpc-web-text"), ("origin", "https://evil.example")],
+        &[
+            ("content-type", "application/grpc-web-text"),
+            ("origin", "https://evil.example"),
+        ],
         &b64.encode(&message),
     )
     .await;
-    assert_eq!(raw.headers["content-type"], "application/grpc-web-text+proto");
-    assert!(raw.headers.get("access-control-allow-origin").is_none(), "origin not allowed");
+    assert_eq!(
+        raw.headers["content-type"],
+        "application/grpc-web-text+proto"
+    );
+    assert!(
+        raw.headers.get("access-control-allow-origin").is_none(),
+        "origin not allowed"
+    );
     let decoded = b64.decode(&raw.body).expect("base64 answer");
     assert_eq!(decoded, expected);
     assert_eq!(&grpc.seen()[1].body[..], &message[..]);
@@ -947,6 +1265,9 @@ http:
     )
     .await;
     assert_eq!(raw.status, 204);
-    assert_eq!(raw.headers["access-control-allow-origin"], "https://app.example");
+    assert_eq!(
+        raw.headers["access-control-allow-origin"],
+        "https://app.example"
+    );
     assert_eq!(grpc.hits(), 2);
 }

@@ -152,9 +152,19 @@ async fn large_bodies_stream_with_bounded_memory() {
         .build_http::<http_body_util::combinators::BoxBody<Bytes, std::io::Error>>();
     // Warm up with a small request, so the baseline includes the first connection's buffers.
     let warm = http::Request::get(sluice.url("/data?size=1024"))
-        .body(http_body_util::Empty::new().map_err(|never| match never {}).boxed())
+        .body(
+            http_body_util::Empty::new()
+                .map_err(|never| match never {})
+                .boxed(),
+        )
         .expect("request");
-    let _ = client.request(warm).await.expect("warm-up").into_body().collect().await;
+    let _ = client
+        .request(warm)
+        .await
+        .expect("warm-up")
+        .into_body()
+        .collect()
+        .await;
     let baseline_kib = sluice.peak_rss_kib();
 
     // Download.
@@ -205,7 +215,10 @@ async fn large_bodies_stream_with_bounded_memory() {
         baseline_kib / 1024,
         peak_kib / 1024
     );
-    assert!(growth_mib < 32, "RSS grew by {growth_mib} MiB while streaming 200 MB: bodies are being buffered");
+    assert!(
+        growth_mib < 32,
+        "RSS grew by {growth_mib} MiB while streaming 200 MB: bodies are being buffered"
+    );
 }
 
 /// Server-sent events pass through one by one: the origin sends the next event only after the
@@ -218,12 +231,16 @@ async fn server_sent_events_arrive_event_by_event() {
 
     let (ack_tx, ack_rx) = mpsc::channel::<()>(1);
     let ack_rx = std::sync::Arc::new(tokio::sync::Mutex::new(ack_rx));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let origin = format!("http://{}", listener.local_addr().expect("addr"));
     let sent_at = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
     let origin_sent = sent_at.clone();
     tokio::spawn(async move {
-        let Ok((stream, _)) = listener.accept().await else { return };
+        let Ok((stream, _)) = listener.accept().await else {
+            return;
+        };
         let service = hyper::service::service_fn(move |_req| {
             let acks = ack_rx.clone();
             let sent = origin_sent.clone();
@@ -244,9 +261,10 @@ async fn server_sent_events_arrive_event_by_event() {
                     }
                 });
                 let mut response = http::Response::new(StreamBody::new(stream));
-                response
-                    .headers_mut()
-                    .insert("content-type", http::HeaderValue::from_static("text/event-stream"));
+                response.headers_mut().insert(
+                    "content-type",
+                    http::HeaderValue::from_static("text/event-stream"),
+                );
                 Ok::<_, Infallible>(response)
             }
         });
@@ -260,7 +278,9 @@ async fn server_sent_events_arrive_event_by_event() {
     let sluice = Sluice::start(&[("sse.yaml", config)], &[]).await;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Empty<Bytes>>();
-    let request = http::Request::get(sluice.url("/events")).body(http_body_util::Empty::new()).expect("request");
+    let request = http::Request::get(sluice.url("/events"))
+        .body(http_body_util::Empty::new())
+        .expect("request");
     let response = client.request(request).await.expect("response");
     let mut body = response.into_body();
     let mut delays = Vec::new();

@@ -14,15 +14,21 @@ use common::{origin, render, send, tally, Sluice};
 
 /// An origin that answers `Name: slow` after 50 ms.
 async fn slow_origin() -> (String, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let task = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(|_req| async {
                     tokio::time::sleep(Duration::from_millis(50)).await;
-                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(b"Name: slow\n"))))
+                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(
+                        b"Name: slow\n",
+                    ))))
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), service)
@@ -38,7 +44,11 @@ async fn start() -> (Vec<common::Origin>, tokio::task::JoinHandle<()>, Sluice) {
     let other = origin("other").await;
     let (slow, task) = slow_origin().await;
     let vars = vec![("fast", fast.url()), ("slow", slow), ("other", other.url())];
-    let sluice = Sluice::start(&[("strategies.yaml", render("strategies.yaml", &vars))], &[]).await;
+    let sluice = Sluice::start(
+        &[("strategies.yaml", render("strategies.yaml", &vars))],
+        &[],
+    )
+    .await;
     (vec![fast, other], task, sluice)
 }
 
@@ -63,10 +73,16 @@ async fn p2c_sends_less_to_the_slower_origin() {
         all.extend(w.await.expect("worker"));
     }
     let counts = tally(all.iter().map(String::as_str));
-    let (fast, slow) = (counts.get("fast").copied().unwrap_or(0), counts.get("slow").copied().unwrap_or(0));
+    let (fast, slow) = (
+        counts.get("fast").copied().unwrap_or(0),
+        counts.get("slow").copied().unwrap_or(0),
+    );
     println!("p2c over 320 concurrent requests: fast {fast}, slow {slow}");
     assert_eq!(fast + slow, 320);
-    assert!(slow * 2 < fast, "the 50 ms slower origin should get well under half: fast {fast}, slow {slow}");
+    assert!(
+        slow * 2 < fast,
+        "the 50 ms slower origin should get well under half: fast {fast}, slow {slow}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -75,7 +91,13 @@ async fn leasttime_learns_which_origin_is_faster() {
     let client = common::client();
     let mut seen = Vec::new();
     for _ in 0..20 {
-        seen.push(send(&client, "GET", &sluice.url("/leasttime"), &[], "").await.expect("request").origin().to_owned());
+        seen.push(
+            send(&client, "GET", &sluice.url("/leasttime"), &[], "")
+                .await
+                .expect("request")
+                .origin()
+                .to_owned(),
+        );
     }
     let slow = seen.iter().filter(|o| *o == "slow").count();
     assert!(slow <= 2, "{seen:?}");
@@ -87,14 +109,29 @@ async fn hrw_keeps_one_client_on_one_server() {
     let client = common::client();
     let mut seen = Vec::new();
     for _ in 0..20 {
-        seen.push(send(&client, "GET", &sluice.url("/hrw"), &[], "").await.expect("request").origin().to_owned());
+        seen.push(
+            send(&client, "GET", &sluice.url("/hrw"), &[], "")
+                .await
+                .expect("request")
+                .origin()
+                .to_owned(),
+        );
     }
     assert!(seen.iter().all(|o| *o == seen[0]), "{seen:?}");
 
     // The highestRandomWeight service does the same over child services.
     let mut seen = Vec::new();
     for _ in 0..20 {
-        seen.push(send(&client, "GET", &sluice.url("/hrw-service"), &[], "").await.expect("request").origin().to_owned());
+        seen.push(
+            send(&client, "GET", &sluice.url("/hrw-service"), &[], "")
+                .await
+                .expect("request")
+                .origin()
+                .to_owned(),
+        );
     }
-    assert!(!seen[0].is_empty() && seen.iter().all(|o| *o == seen[0]), "{seen:?}");
+    assert!(
+        !seen[0].is_empty() && seen.iter().all(|o| *o == seen[0]),
+        "{seen:?}"
+    );
 }

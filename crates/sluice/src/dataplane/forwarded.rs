@@ -197,7 +197,10 @@ mod tests {
         headers.insert("x_forwarded_host", HeaderValue::from_static("evil"));
         headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
         let host = HeaderValue::from_static("example.com:8080");
-        apply(&mut headers, &origin(false, "example.com:8080", &host, &name));
+        apply(
+            &mut headers,
+            &origin(false, "example.com:8080", &host, &name),
+        );
         assert_eq!(headers["x-forwarded-for"], "10.1.2.3");
         assert_eq!(headers["x-real-ip"], "10.1.2.3");
         assert_eq!(headers["x-forwarded-proto"], "http");

@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use http::uri::PathAndQuery;
-use http_body_util::BodyExt as _;
 use http::{header, HeaderMap, HeaderValue, Request, Response, Uri};
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use sluice_rules::{canonical_host, routing_path, sanitize_path, RequestInfo};
 
@@ -24,8 +24,8 @@ use super::upstream::{self, Outgoing};
 use crate::middleware::Next;
 use crate::runtime::server::Server;
 use crate::runtime::service::{Failover, LoadBalancer, Mirroring};
-use crate::runtime::strategy::Tracked;
 use crate::runtime::sticky::StickyCookie;
+use crate::runtime::strategy::Tracked;
 use crate::runtime::{Runtime, Service};
 
 /// What every connection of every entry point shares.
@@ -151,7 +151,9 @@ async fn route_and_forward(
         host,
         upgrade,
     };
-    Next::new(&router.middlewares, &router.service, connection).run(outgoing).await
+    Next::new(&router.middlewares, &router.service, connection)
+        .run(outgoing)
+        .await
 }
 
 /// Where a request is going, as routing sees it.
@@ -256,14 +258,21 @@ async fn forward_tracked(
     if !lb.strategy.tracks_load() && lb.passive.is_none() {
         return upstream::forward(lb, server, outgoing).await;
     }
-    let index = lb.servers.iter().position(|s| Arc::ptr_eq(s, server)).unwrap_or(0);
+    let index = lb
+        .servers
+        .iter()
+        .position(|s| Arc::ptr_eq(s, server))
+        .unwrap_or(0);
     let in_flight = lb.strategy.tracks_load().then(|| lb.load.begin(index));
     let started = Instant::now();
     let result = upstream::forward(lb, server, outgoing).await;
     if let Some(passive) = &lb.passive {
         let failed = match &result {
             Ok(response) => response.status().is_server_error(),
-            Err(error) => matches!(error, ProxyError::OriginUnreachable { .. } | ProxyError::OriginTimeout { .. }),
+            Err(error) => matches!(
+                error,
+                ProxyError::OriginUnreachable { .. } | ProxyError::OriginTimeout { .. }
+            ),
         };
         passive.record(index, failed, &lb.health, lb.check.is_some());
     }
@@ -298,7 +307,10 @@ fn sticky_pick(
     pick: impl FnOnce() -> Option<usize>,
 ) -> Option<usize> {
     let Some(sticky) = sticky else { return pick() };
-    let (index, set) = match sticky.lookup(outgoing.request.headers()).filter(|(i, _)| up(*i)) {
+    let (index, set) = match sticky
+        .lookup(outgoing.request.headers())
+        .filter(|(i, _)| up(*i))
+    {
         Some((index, rewrite)) => (index, rewrite),
         None => (pick()?, true),
     };
@@ -328,7 +340,8 @@ fn serve_failover(failover: &Failover, outgoing: Outgoing) -> Answer<'_> {
         let mut kept = Vec::new();
         let mut size: u64 = 0;
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| ProxyError::BadRequest(format!("reading request body: {e}")))?;
+            let frame =
+                frame.map_err(|e| ProxyError::BadRequest(format!("reading request body: {e}")))?;
             if let Ok(data) = frame.into_data() {
                 size += data.len() as u64;
                 if errors.max_request_body_bytes.is_some_and(|max| size > max) {

@@ -1,6 +1,5 @@
 //! Sending a request to a server and relaying its answer, tunnels included.
 
-
 use http::uri::{PathAndQuery, Scheme, Uri};
 use http::{header, HeaderValue, Request, Response, StatusCode, Version};
 use hyper::upgrade::OnUpgrade;

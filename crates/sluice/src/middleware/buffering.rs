@@ -107,7 +107,10 @@ enum Read {
 }
 
 /// Reads `body` while it stays within `limit` bytes.
-async fn read_up_to(mut body: ProxyBody, limit: u64) -> Result<Read, crate::dataplane::body::BoxError> {
+async fn read_up_to(
+    mut body: ProxyBody,
+    limit: u64,
+) -> Result<Read, crate::dataplane::body::BoxError> {
     let mut chunks = Vec::new();
     let mut total = 0u64;
     while let Some(frame) = body.frame().await {
@@ -130,15 +133,18 @@ async fn read_up_to(mut body: ProxyBody, limit: u64) -> Result<Read, crate::data
 fn plain(status: StatusCode) -> Response<ProxyBody> {
     let mut response = Response::new(full(status.canonical_reason().unwrap_or("")));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     response
 }
 
 impl Buffering {
     fn wants_retry(&self, attempt: u32, status: u16) -> bool {
-        let Some(retry) = &self.retry else { return false };
+        let Some(retry) = &self.retry else {
+            return false;
+        };
         attempt < MAX_ATTEMPTS
             && retry.eval(&mut |call| match call.function {
                 0 => f64::from(u8::from(status == 502 || status == 504)),
@@ -149,7 +155,12 @@ impl Buffering {
 }
 
 impl Middleware for Buffering {
-    fn handle<'a>(&'a self, _connection: &'a Connection, outgoing: Outgoing, next: Next<'a>) -> Answer<'a> {
+    fn handle<'a>(
+        &'a self,
+        _connection: &'a Connection,
+        outgoing: Outgoing,
+        next: Next<'a>,
+    ) -> Answer<'a> {
         Box::pin(async move {
             let Outgoing {
                 request,
@@ -177,14 +188,20 @@ impl Middleware for Buffering {
                     return Ok(plain(StatusCode::PAYLOAD_TOO_LARGE));
                 }
             }
-            let limit = if self.max_request > 0 { self.max_request } else { self.mem_request };
+            let limit = if self.max_request > 0 {
+                self.max_request
+            } else {
+                self.mem_request
+            };
             let read = read_up_to(body, limit)
                 .await
                 .map_err(|e| ProxyError::BadRequest(format!("reading the request body: {e}")))?;
             // Either the whole body (replayable), or a stream that can be sent only once.
             let (whole, mut once) = match read {
                 Read::Whole(bytes) => (Some(bytes), None),
-                Read::Over(_, _) if self.max_request > 0 => return Ok(plain(StatusCode::PAYLOAD_TOO_LARGE)),
+                Read::Over(_, _) if self.max_request > 0 => {
+                    return Ok(plain(StatusCode::PAYLOAD_TOO_LARGE))
+                }
                 Read::Over(chunks, rest) => (None, Some(boxed(Replay::new(chunks, Some(rest))))),
             };
             if let Some(bytes) = &whole {
@@ -193,7 +210,9 @@ impl Middleware for Buffering {
                 if bytes.is_empty() && !parts.headers.contains_key(header::CONTENT_LENGTH) {
                     // Nothing to announce for a request that had no body.
                 } else {
-                    parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                    parts
+                        .headers
+                        .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
                 }
             }
 
@@ -232,15 +251,27 @@ impl Middleware for Buffering {
                     return Ok(response);
                 }
                 let (mut head, body) = response.into_parts();
-                let limit = if self.max_response > 0 { self.max_response } else { self.mem_response };
-                let read = read_up_to(body, limit).await.map_err(|e| ProxyError::OriginUnreachable {
-                    server: String::new(),
-                    reason: format!("reading the answer: {e}"),
-                })?;
+                let limit = if self.max_response > 0 {
+                    self.max_response
+                } else {
+                    self.mem_response
+                };
+                let read =
+                    read_up_to(body, limit)
+                        .await
+                        .map_err(|e| ProxyError::OriginUnreachable {
+                            server: String::new(),
+                            reason: format!("reading the answer: {e}"),
+                        })?;
                 let bytes = match read {
-                    Read::Over(_, _) if self.max_response > 0 => return Ok(plain(StatusCode::INTERNAL_SERVER_ERROR)),
+                    Read::Over(_, _) if self.max_response > 0 => {
+                        return Ok(plain(StatusCode::INTERNAL_SERVER_ERROR))
+                    }
                     Read::Over(chunks, rest) => {
-                        return Ok(Response::from_parts(head, boxed(Replay::new(chunks, Some(rest)))));
+                        return Ok(Response::from_parts(
+                            head,
+                            boxed(Replay::new(chunks, Some(rest))),
+                        ));
                     }
                     Read::Whole(bytes) => bytes,
                 };
@@ -250,7 +281,8 @@ impl Middleware for Buffering {
                 }
                 if !bytes.is_empty() || head.headers.contains_key(header::CONTENT_LENGTH) {
                     head.headers.remove(header::TRANSFER_ENCODING);
-                    head.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                    head.headers
+                        .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
                 }
                 let body = full(bytes);
                 debug_assert!(body.is_end_stream() || body.size_hint().exact().is_some());
@@ -266,7 +298,9 @@ mod tests {
 
     #[test]
     fn retry_expression_functions() {
-        let Ok(m) = compile(&serde_json::json!({"retryExpression": "IsNetworkError() && Attempts() < 2"})) else {
+        let Ok(m) =
+            compile(&serde_json::json!({"retryExpression": "IsNetworkError() && Attempts() < 2"}))
+        else {
             panic!("valid expression refused");
         };
         drop(m);
@@ -275,7 +309,9 @@ mod tests {
             mem_request: 1,
             max_response: 0,
             mem_response: 1,
-            retry: Some(expression::parse("IsNetworkError() && Attempts() < 2", FUNCTIONS).unwrap()),
+            retry: Some(
+                expression::parse("IsNetworkError() && Attempts() < 2", FUNCTIONS).unwrap(),
+            ),
         };
         assert!(b.wants_retry(1, 502));
         assert!(!b.wants_retry(2, 502));
@@ -290,7 +326,8 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let e = compile(&serde_json::json!({"retryExpression": "IsNetworkError() &&"})).unwrap_err();
+        let e =
+            compile(&serde_json::json!({"retryExpression": "IsNetworkError() &&"})).unwrap_err();
         assert_eq!(e.field, "retryExpression");
         assert!(e.message.starts_with("column 20:"), "{e}");
         let e = compile(&serde_json::json!({"maxRequestBodyByte": 1})).unwrap_err();

@@ -137,8 +137,12 @@ pub fn compile(spec: &Value) -> Result<Arc<dyn Middleware>, MiddlewareError> {
         list.iter()
             .enumerate()
             .map(|(i, text)| {
-                MediaType::parse(text)
-                    .ok_or_else(|| MiddlewareError::new(format!("{field}[{i}]"), format!("`{text}` is not a media type")))
+                MediaType::parse(text).ok_or_else(|| {
+                    MiddlewareError::new(
+                        format!("{field}[{i}]"),
+                        format!("`{text}` is not a media type"),
+                    )
+                })
             })
             .collect::<Result<Vec<_>, _>>()
     };
@@ -149,7 +153,10 @@ pub fn compile(spec: &Value) -> Result<Arc<dyn Middleware>, MiddlewareError> {
     excluded.extend(media(&spec.excluded_content_types, "excludedContentTypes")?);
     let included = media(&spec.included_content_types, "includedContentTypes")?;
     if spec.min_response_body_bytes < 0 {
-        return Err(MiddlewareError::new("minResponseBodyBytes", "must not be negative"));
+        return Err(MiddlewareError::new(
+            "minResponseBodyBytes",
+            "must not be negative",
+        ));
     }
     let min_size = if spec.min_response_body_bytes > 0 {
         spec.min_response_body_bytes as u64
@@ -160,12 +167,18 @@ pub fn compile(spec: &Value) -> Result<Arc<dyn Middleware>, MiddlewareError> {
         .encodings
         .unwrap_or_else(|| vec!["gzip".into(), "br".into(), "zstd".into()]);
     if names.is_empty() {
-        return Err(MiddlewareError::new("encodings", "at least one encoding must be specified"));
+        return Err(MiddlewareError::new(
+            "encodings",
+            "at least one encoding must be specified",
+        ));
     }
     let mut encodings = Vec::with_capacity(names.len());
     for (i, name) in names.iter().enumerate() {
         let encoding = Encoding::parse(name).ok_or_else(|| {
-            MiddlewareError::new(format!("encodings[{i}]"), format!("unsupported encoding `{name}` (gzip, br, zstd)"))
+            MiddlewareError::new(
+                format!("encodings[{i}]"),
+                format!("unsupported encoding `{name}` (gzip, br, zstd)"),
+            )
         })?;
         encodings.push(encoding);
     }
@@ -176,7 +189,10 @@ pub fn compile(spec: &Value) -> Result<Arc<dyn Middleware>, MiddlewareError> {
         Some(found.ok_or_else(|| {
             MiddlewareError::new(
                 "defaultEncoding",
-                format!("`{}` is not one of the configured encodings", spec.default_encoding),
+                format!(
+                    "`{}` is not one of the configured encodings",
+                    spec.default_encoding
+                ),
             )
         })?)
     };
@@ -250,7 +266,9 @@ impl Compress {
             return Some(Choice::Leave);
         };
         if name == "*" {
-            return Some(Choice::Encode(self.default_encoding.unwrap_or(self.encodings[0])));
+            return Some(Choice::Encode(
+                self.default_encoding.unwrap_or(self.encodings[0]),
+            ));
         }
         Some(Encoding::parse(&name).map_or(Choice::Leave, Choice::Encode))
     }
@@ -271,7 +289,12 @@ impl Compress {
 }
 
 impl Middleware for Compress {
-    fn handle<'a>(&'a self, _connection: &'a Connection, outgoing: Outgoing, next: Next<'a>) -> Answer<'a> {
+    fn handle<'a>(
+        &'a self,
+        _connection: &'a Connection,
+        outgoing: Outgoing,
+        next: Next<'a>,
+    ) -> Answer<'a> {
         Box::pin(async move {
             let headers = outgoing.request.headers();
             let skip_request = outgoing.request.method() == Method::HEAD
@@ -318,7 +341,10 @@ impl Middleware for Compress {
                     None => {
                         // Ended small: relay it as it was.
                         let replay = Replay::new(held, None);
-                        return Ok(Response::from_parts(head, crate::dataplane::body::boxed(replay)));
+                        return Ok(Response::from_parts(
+                            head,
+                            crate::dataplane::body::boxed(replay),
+                        ));
                     }
                     Some(Err(error)) => {
                         return Err(crate::dataplane::error::ProxyError::OriginUnreachable {
@@ -336,8 +362,10 @@ impl Middleware for Compress {
             }
             head.headers.remove(header::CONTENT_LENGTH);
             head.headers.remove(header::ACCEPT_RANGES);
-            head.headers
-                .insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding.token()));
+            head.headers.insert(
+                header::CONTENT_ENCODING,
+                HeaderValue::from_static(encoding.token()),
+            );
             let rest = crate::dataplane::body::boxed(Replay::new(held, Some(body)));
             Ok(Response::from_parts(head, encode(rest, encoding)))
         })
@@ -348,7 +376,10 @@ impl Middleware for Compress {
 fn add_vary(headers: &mut HeaderMap) {
     let present = headers.get_all(header::VARY).iter().any(|v| {
         v.to_str()
-            .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("accept-encoding") || t.trim() == "*"))
+            .map(|s| {
+                s.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("accept-encoding") || t.trim() == "*")
+            })
             .unwrap_or(false)
     });
     if !present {
@@ -368,7 +399,8 @@ pub fn encode(body: ProxyBody, encoding: Encoding) -> ProxyBody {
         Encoding::Brotli => Box::pin(ReaderStream::new(BrotliEncoder::new(reader))),
         Encoding::Zstd => Box::pin(ReaderStream::new(ZstdEncoder::new(reader))),
     };
-    let frames = Exclusive(Mutex::new(output)).map(|chunk| chunk.map(Frame::data).map_err(BoxError::from));
+    let frames =
+        Exclusive(Mutex::new(output)).map(|chunk| chunk.map(Frame::data).map_err(BoxError::from));
     BodyExt::boxed(StreamBody::new(frames))
 }
 
@@ -417,7 +449,10 @@ mod tests {
         assert_eq!(choose(&c, Some("")), Some(Leave));
         assert_eq!(choose(&c, Some("gzip, br, zstd")), Some(Encode(Gzip)));
         assert_eq!(choose(&c, Some("zstd, br")), Some(Encode(Brotli)));
-        assert_eq!(choose(&c, Some("gzip;q=0.5, br;q=0.9")), Some(Encode(Brotli)));
+        assert_eq!(
+            choose(&c, Some("gzip;q=0.5, br;q=0.9")),
+            Some(Encode(Brotli))
+        );
         assert_eq!(choose(&c, Some("gzip;q=0, deflate")), Some(Leave));
         assert_eq!(choose(&c, Some("*")), Some(Encode(Gzip)));
         assert_eq!(choose(&c, Some("identity, gzip;q=0.5")), Some(Leave));
@@ -444,11 +479,15 @@ mod tests {
 
     #[test]
     fn configuration_errors() {
-        let e = compile(&serde_json::json!({"excludedContentTypes": ["a/b"], "includedContentTypes": ["c/d"]})).unwrap_err();
+        let e = compile(
+            &serde_json::json!({"excludedContentTypes": ["a/b"], "includedContentTypes": ["c/d"]}),
+        )
+        .unwrap_err();
         assert_eq!(e.field, "includedContentTypes");
         let e = compile(&serde_json::json!({"encodings": ["gzip", "deflate"]})).unwrap_err();
         assert_eq!(e.field, "encodings[1]");
-        let e = compile(&serde_json::json!({"encodings": ["gzip"], "defaultEncoding": "br"})).unwrap_err();
+        let e = compile(&serde_json::json!({"encodings": ["gzip"], "defaultEncoding": "br"}))
+            .unwrap_err();
         assert_eq!(e.field, "defaultEncoding");
         let e = compile(&serde_json::json!({"excludedContentTypes": ["nope"]})).unwrap_err();
         assert_eq!(e.field, "excludedContentTypes[0]");

@@ -85,7 +85,9 @@ impl StatusRanges {
 
     /// Whether `code` is in one of the ranges.
     pub(crate) fn contains(&self, code: u16) -> bool {
-        self.0.iter().any(|(low, high)| (*low..=*high).contains(&code))
+        self.0
+            .iter()
+            .any(|(low, high)| (*low..=*high).contains(&code))
     }
 }
 
@@ -116,10 +118,16 @@ struct ErrorPages {
 }
 
 /// Compiles `errors`; the page service is looked up through `resolver`.
-pub fn compile(spec: &Value, resolver: &mut dyn Resolver) -> Result<Arc<dyn Middleware>, MiddlewareError> {
+pub fn compile(
+    spec: &Value,
+    resolver: &mut dyn Resolver,
+) -> Result<Arc<dyn Middleware>, MiddlewareError> {
     let spec: Spec = parse_spec(spec)?;
     if spec.status.is_empty() {
-        return Err(MiddlewareError::new("status", "at least one status or range is required"));
+        return Err(MiddlewareError::new(
+            "status",
+            "at least one status or range is required",
+        ));
     }
     let statuses = StatusRanges::parse(&spec.status, "status")?;
     let mut rewrites = Vec::with_capacity(spec.status_rewrites.len());
@@ -130,11 +138,16 @@ pub fn compile(spec: &Value, resolver: &mut dyn Resolver) -> Result<Arc<dyn Midd
         let to = StatusCode::from_u16(*to)
             .ok()
             .filter(|s| s.as_u16() >= 100)
-            .ok_or_else(|| MiddlewareError::new(field.clone(), format!("{to} is not a valid status code")))?;
+            .ok_or_else(|| {
+                MiddlewareError::new(field.clone(), format!("{to} is not a valid status code"))
+            })?;
         rewrites.push((ranges, to));
     }
     if spec.service.is_empty() {
-        return Err(MiddlewareError::new("service", "the service serving the error pages is required"));
+        return Err(MiddlewareError::new(
+            "service",
+            "the service serving the error pages is required",
+        ));
     }
     let service = resolver
         .service(&spec.service)
@@ -142,8 +155,12 @@ pub fn compile(spec: &Value, resolver: &mut dyn Resolver) -> Result<Arc<dyn Midd
     let query = format!("/{}", spec.query.trim_start_matches('/'));
     // Check the template once with every placeholder filled, so a bad query fails at load time.
     let sample = fill(&query, 500, 500, "http%3A%2F%2Fexample.com%2F");
-    PathAndQuery::try_from(sample.as_str())
-        .map_err(|e| MiddlewareError::new("query", format!("`{}` is not a valid path: {e}", spec.query)))?;
+    PathAndQuery::try_from(sample.as_str()).map_err(|e| {
+        MiddlewareError::new(
+            "query",
+            format!("`{}` is not a valid path: {e}", spec.query),
+        )
+    })?;
     let request_headers = match spec.error_request_headers {
         None => None,
         Some(names) => Some(
@@ -152,7 +169,10 @@ pub fn compile(spec: &Value, resolver: &mut dyn Resolver) -> Result<Arc<dyn Midd
                 .enumerate()
                 .map(|(i, name)| {
                     HeaderName::try_from(name.as_str()).map_err(|_| {
-                        MiddlewareError::new(format!("errorRequestHeaders[{i}]"), format!("`{name}` is not a header name"))
+                        MiddlewareError::new(
+                            format!("errorRequestHeaders[{i}]"),
+                            format!("`{name}` is not a header name"),
+                        )
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?,
@@ -180,7 +200,9 @@ fn query_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len() * 3 / 2);
     for byte in text.bytes() {
         match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(byte as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(byte as char)
+            }
             b' ' => out.push('+'),
             _ => out.push_str(&format!("%{byte:02X}")),
         }
@@ -189,7 +211,12 @@ fn query_escape(text: &str) -> String {
 }
 
 impl Middleware for ErrorPages {
-    fn handle<'a>(&'a self, connection: &'a Connection, outgoing: Outgoing, next: Next<'a>) -> Answer<'a> {
+    fn handle<'a>(
+        &'a self,
+        connection: &'a Connection,
+        outgoing: Outgoing,
+        next: Next<'a>,
+    ) -> Answer<'a> {
         Box::pin(async move {
             // What the page request needs from the original, kept before the request moves on.
             let headers = match &self.request_headers {
@@ -226,9 +253,16 @@ impl Middleware for ErrorPages {
                 .iter()
                 .find(|(from, _)| from.contains(original))
                 .map(|(_, to)| *to)
-                .unwrap_or_else(|| StatusCode::from_u16(original).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
+                .unwrap_or_else(|| {
+                    StatusCode::from_u16(original).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+                });
 
-            let path = fill(&self.query, status.as_u16(), original, original_url.as_deref().unwrap_or(""));
+            let path = fill(
+                &self.query,
+                status.as_u16(),
+                original,
+                original_url.as_deref().unwrap_or(""),
+            );
             let Ok(path_and_query) = PathAndQuery::try_from(path.as_str()) else {
                 return Ok(plain(status));
             };
@@ -264,9 +298,10 @@ fn plain(status: StatusCode) -> Response<crate::dataplane::body::ProxyBody> {
     let text = format!("{}\n", status.canonical_reason().unwrap_or(""));
     let mut response = Response::new(crate::dataplane::body::full(text));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     response
 }
 
@@ -276,7 +311,11 @@ mod tests {
 
     #[test]
     fn ranges_parse_and_match() {
-        let ranges = StatusRanges::parse(&["404".into(), "500-503".into(), "418,429".into()], "status").unwrap();
+        let ranges = StatusRanges::parse(
+            &["404".into(), "500-503".into(), "418,429".into()],
+            "status",
+        )
+        .unwrap();
         for code in [404, 500, 502, 503, 418, 429] {
             assert!(ranges.contains(code), "{code}");
         }
@@ -297,7 +336,10 @@ mod tests {
     fn placeholders_are_filled_and_url_escaped() {
         let url = query_escape("http://h.example/a b?x=1&y=2");
         assert_eq!(url, "http%3A%2F%2Fh.example%2Fa+b%3Fx%3D1%26y%3D2");
-        assert_eq!(fill("/{status}/{originalStatus}?u={url}", 404, 418, "U"), "/404/418?u=U");
+        assert_eq!(
+            fill("/{status}/{originalStatus}?u={url}", 404, 418, "U"),
+            "/404/418?u=U"
+        );
     }
 
     #[test]

@@ -45,12 +45,19 @@ pub fn compile(spec: &Value) -> Result<Arc<dyn Middleware>, MiddlewareError> {
     let spec: Spec = parse_spec(spec)?;
     for (i, origin) in spec.allow_origins.iter().enumerate() {
         if origin.trim().is_empty() {
-            return Err(MiddlewareError::new(format!("allowOrigins[{i}]"), "an origin must not be empty"));
+            return Err(MiddlewareError::new(
+                format!("allowOrigins[{i}]"),
+                "an origin must not be empty",
+            ));
         }
     }
     Ok(Arc::new(GrpcWeb {
         any_origin: spec.allow_origins.iter().any(|o| o == "*"),
-        origins: spec.allow_origins.iter().map(|o| o.to_ascii_lowercase()).collect(),
+        origins: spec
+            .allow_origins
+            .iter()
+            .map(|o| o.to_ascii_lowercase())
+            .collect(),
     }))
 }
 
@@ -68,7 +75,10 @@ impl GrpcWeb {
     fn cors(&self, request: &HeaderMap, answer: &mut HeaderMap) {
         if let Some(origin) = request.get(header::ORIGIN).filter(|o| self.allowed(o)) {
             answer.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-            answer.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSED));
+            answer.insert(
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static(EXPOSED),
+            );
             answer.append(header::VARY, HeaderValue::from_static("Origin"));
         }
     }
@@ -76,7 +86,12 @@ impl GrpcWeb {
 
 /// The gRPC-Web flavour of a Content-Type: whether it is text, and the gRPC type to send on.
 fn grpc_web_type(headers: &HeaderMap) -> Option<(bool, String)> {
-    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?.trim().to_ascii_lowercase();
+    let value = headers
+        .get(header::CONTENT_TYPE)?
+        .to_str()
+        .ok()?
+        .trim()
+        .to_ascii_lowercase();
     let rest = value.strip_prefix("application/grpc-web")?;
     let (text, suffix) = match rest.strip_prefix("-text") {
         Some(suffix) => (true, suffix),
@@ -89,7 +104,12 @@ fn grpc_web_type(headers: &HeaderMap) -> Option<(bool, String)> {
 }
 
 impl Middleware for GrpcWeb {
-    fn handle<'a>(&'a self, _connection: &'a Connection, mut outgoing: Outgoing, next: Next<'a>) -> Answer<'a> {
+    fn handle<'a>(
+        &'a self,
+        _connection: &'a Connection,
+        mut outgoing: Outgoing,
+        next: Next<'a>,
+    ) -> Answer<'a> {
         Box::pin(async move {
             let headers = outgoing.request.headers().clone();
             // A browser asking whether it may send gRPC-Web.
@@ -105,11 +125,17 @@ impl Middleware for GrpcWeb {
                 if let Some(origin) = headers.get(header::ORIGIN).filter(|o| self.allowed(o)) {
                     let h = response.headers_mut();
                     h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-                    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST"));
+                    h.insert(
+                        header::ACCESS_CONTROL_ALLOW_METHODS,
+                        HeaderValue::from_static("POST"),
+                    );
                     if let Some(asked) = headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
                         h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, asked.clone());
                     }
-                    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+                    h.insert(
+                        header::ACCESS_CONTROL_MAX_AGE,
+                        HeaderValue::from_static("600"),
+                    );
                     h.append(header::VARY, HeaderValue::from_static("Origin"));
                 }
                 return Ok(response);
@@ -121,7 +147,8 @@ impl Middleware for GrpcWeb {
             let h = request.headers_mut();
             h.insert(
                 header::CONTENT_TYPE,
-                HeaderValue::from_str(&grpc_type).unwrap_or(HeaderValue::from_static("application/grpc")),
+                HeaderValue::from_str(&grpc_type)
+                    .unwrap_or(HeaderValue::from_static("application/grpc")),
             );
             h.remove(header::CONTENT_LENGTH);
             h.remove("x-grpc-web");
@@ -139,7 +166,11 @@ impl Middleware for GrpcWeb {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("application/grpc"))
                 .map(|suffix| {
-                    let base = if text { "application/grpc-web-text" } else { "application/grpc-web" };
+                    let base = if text {
+                        "application/grpc-web-text"
+                    } else {
+                        "application/grpc-web"
+                    };
                     format!("{base}{suffix}")
                 });
             if let Some(web_type) = answered_type {
@@ -184,7 +215,10 @@ impl Body for Base64Decode {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         loop {
             match Pin::new(&mut self.inner).poll_frame(cx) {
                 Poll::Pending => return Poll::Pending,
@@ -197,9 +231,12 @@ impl Body for Base64Decode {
                 }
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
                 Poll::Ready(Some(Ok(frame))) => {
-                    let Ok(data) = frame.into_data() else { continue };
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
                     let this = &mut *self;
-                    this.pending.extend(data.iter().filter(|b| !b.is_ascii_whitespace()));
+                    this.pending
+                        .extend(data.iter().filter(|b| !b.is_ascii_whitespace()));
                     let whole = this.pending.len() / 4 * 4;
                     if whole == 0 {
                         continue;
@@ -243,7 +280,11 @@ impl TrailersInBody {
             return;
         }
         self.carry.extend_from_slice(data);
-        let whole = if last { self.carry.len() } else { self.carry.len() / 3 * 3 };
+        let whole = if last {
+            self.carry.len()
+        } else {
+            self.carry.len() / 3 * 3
+        };
         if whole == 0 {
             return;
         }
@@ -273,7 +314,10 @@ impl Body for TrailersInBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         loop {
             if let Some(chunk) = self.queued.pop_front() {
                 return Poll::Ready(Some(Ok(Frame::data(chunk))));
@@ -310,11 +354,23 @@ mod tests {
     #[test]
     fn content_types() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc-web+proto"));
-        assert_eq!(grpc_web_type(&h), Some((false, "application/grpc+proto".into())));
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc-web-text"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc-web+proto"),
+        );
+        assert_eq!(
+            grpc_web_type(&h),
+            Some((false, "application/grpc+proto".into()))
+        );
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc-web-text"),
+        );
         assert_eq!(grpc_web_type(&h), Some((true, "application/grpc".into())));
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
         assert_eq!(grpc_web_type(&h), None);
     }
 

@@ -621,9 +621,7 @@ impl Headers {
                     "accessControlExposeHeaders",
                     &config.access_control_expose_headers,
                 )?,
-                max_age: config
-                    .access_control_max_age
-                    .map(|age| HeaderValue::from(age)),
+                max_age: config.access_control_max_age.map(HeaderValue::from),
                 add_vary: config.add_vary_header,
             })
         } else {

@@ -36,12 +36,18 @@ use crate::dataplane::upstream::Outgoing;
 use crate::runtime::Service;
 
 /// The future a middleware returns: the response for the client, or an error Sluice answers for.
-pub type Answer<'a> = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send + 'a>>;
+pub type Answer<'a> =
+    Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send + 'a>>;
 
 /// One compiled middleware.
 pub trait Middleware: Send + Sync + std::fmt::Debug {
     /// Handles a request; call `next.run(outgoing)` to pass it on.
-    fn handle<'a>(&'a self, connection: &'a Connection, outgoing: Outgoing, next: Next<'a>) -> Answer<'a>;
+    fn handle<'a>(
+        &'a self,
+        connection: &'a Connection,
+        outgoing: Outgoing,
+        next: Next<'a>,
+    ) -> Answer<'a>;
 }
 
 /// The rest of a chain: the middlewares after the current one, then (inside a `chain`
@@ -56,7 +62,11 @@ pub struct Next<'a> {
 
 impl<'a> Next<'a> {
     /// A chain of `middlewares` ending in `service`.
-    pub fn new(middlewares: &'a [Arc<dyn Middleware>], service: &'a Arc<Service>, connection: &'a Connection) -> Self {
+    pub fn new(
+        middlewares: &'a [Arc<dyn Middleware>],
+        service: &'a Arc<Service>,
+        connection: &'a Connection,
+    ) -> Self {
         Self {
             rest: middlewares,
             then: None,
@@ -105,9 +115,15 @@ pub trait Resolver {
 }
 
 /// Compiles `http.middlewares.NAME` (`config` is the object holding exactly one middleware type).
-pub fn compile(config: &Value, resolver: &mut dyn Resolver) -> Result<Arc<dyn Middleware>, MiddlewareError> {
+pub fn compile(
+    config: &Value,
+    resolver: &mut dyn Resolver,
+) -> Result<Arc<dyn Middleware>, MiddlewareError> {
     let Some(object) = config.as_object() else {
-        return Err(MiddlewareError::new("", "a middleware must be an object naming its type"));
+        return Err(MiddlewareError::new(
+            "",
+            "a middleware must be an object naming its type",
+        ));
     };
     let mut types = object.iter();
     let (kind, spec) = match (types.next(), types.next()) {
@@ -158,7 +174,12 @@ struct Chain {
 }
 
 impl Middleware for Chain {
-    fn handle<'a>(&'a self, connection: &'a Connection, outgoing: Outgoing, next: Next<'a>) -> Answer<'a> {
+    fn handle<'a>(
+        &'a self,
+        connection: &'a Connection,
+        outgoing: Outgoing,
+        next: Next<'a>,
+    ) -> Answer<'a> {
         Box::pin(async move {
             let inner = Next {
                 rest: &self.members,
@@ -171,17 +192,26 @@ impl Middleware for Chain {
     }
 }
 
-fn chain(spec: &Value, resolver: &mut dyn Resolver) -> Result<Arc<dyn Middleware>, MiddlewareError> {
+fn chain(
+    spec: &Value,
+    resolver: &mut dyn Resolver,
+) -> Result<Arc<dyn Middleware>, MiddlewareError> {
     let names = spec
         .get("middlewares")
         .and_then(Value::as_array)
-        .ok_or_else(|| MiddlewareError::new("middlewares", "a list of middleware names is required"))?;
+        .ok_or_else(|| {
+            MiddlewareError::new("middlewares", "a list of middleware names is required")
+        })?;
     let mut members = Vec::with_capacity(names.len());
     for (i, name) in names.iter().enumerate() {
         let name = name
             .as_str()
             .ok_or_else(|| MiddlewareError::new(format!("middlewares[{i}]"), "must be a name"))?;
-        members.push(resolver.middleware(name).map_err(|e| MiddlewareError::new(format!("middlewares[{i}]"), e))?);
+        members.push(
+            resolver
+                .middleware(name)
+                .map_err(|e| MiddlewareError::new(format!("middlewares[{i}]"), e))?,
+        );
     }
     Ok(Arc::new(Chain { members }))
 }

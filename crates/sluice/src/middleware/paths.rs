@@ -77,8 +77,15 @@ fn answer<'a>(response: Response<ProxyBody>) -> Answer<'a> {
     Box::pin(async move { Ok(response) })
 }
 
-fn bad_request() -> Response<ProxyBody> {
-    plain_error(StatusCode::BAD_REQUEST, "Bad Request")
+/// An answer given instead of forwarding (boxed: it is the rare path).
+pub(crate) type Refused = Box<Response<ProxyBody>>;
+
+fn bad_request() -> Refused {
+    Box::new(plain_error(StatusCode::BAD_REQUEST, "Bad Request"))
+}
+
+fn internal_error(message: &str) -> Refused {
+    Box::new(plain_error(StatusCode::INTERNAL_SERVER_ERROR, message))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -244,7 +251,7 @@ pub(crate) fn current_path(outgoing: &Outgoing) -> &str {
 
 /// Replaces the forwarded path (keeping the query), and the request URI with it so later
 /// middlewares see the rewritten target. A path that cannot be forwarded is a 400.
-pub(crate) fn set_path(outgoing: &mut Outgoing, escaped: &str) -> Result<(), Response<ProxyBody>> {
+pub(crate) fn set_path(outgoing: &mut Outgoing, escaped: &str) -> Result<(), Refused> {
     let mut text = String::with_capacity(escaped.len() + 16);
     if !escaped.starts_with('/') {
         text.push('/');
@@ -305,7 +312,7 @@ impl AddPrefix {
         })
     }
 
-    fn rewrite(&self, outgoing: &mut Outgoing) -> Result<(), Response<ProxyBody>> {
+    fn rewrite(&self, outgoing: &mut Outgoing) -> Result<(), Refused> {
         let raw = current_path(outgoing);
         let decoded = unescape(raw).map_err(|_| bad_request())?;
         let mut new_decoded = self.prefix.as_bytes().to_vec();
@@ -326,7 +333,7 @@ impl Middleware for AddPrefix {
     ) -> Answer<'a> {
         match self.rewrite(&mut outgoing) {
             Ok(()) => next.run(outgoing),
-            Err(response) => answer(response),
+            Err(response) => answer(*response),
         }
     }
 }
@@ -372,7 +379,7 @@ impl StripPrefix {
         })
     }
 
-    fn rewrite(&self, outgoing: &mut Outgoing) -> Result<(), Response<ProxyBody>> {
+    fn rewrite(&self, outgoing: &mut Outgoing) -> Result<(), Refused> {
         let raw = current_path(outgoing).to_owned();
         let decoded = unescape(&raw).map_err(|_| bad_request())?;
         let Some((prefix, value)) = self
@@ -415,7 +422,7 @@ impl Middleware for StripPrefix {
     ) -> Answer<'a> {
         match self.rewrite(&mut outgoing) {
             Ok(()) => next.run(outgoing),
-            Err(response) => answer(response),
+            Err(response) => answer(*response),
         }
     }
 }
@@ -448,7 +455,7 @@ impl StripPrefixRegex {
         Ok(Self { expressions })
     }
 
-    fn rewrite(&self, outgoing: &mut Outgoing) -> Result<(), Response<ProxyBody>> {
+    fn rewrite(&self, outgoing: &mut Outgoing) -> Result<(), Refused> {
         let raw = current_path(outgoing).to_owned();
         let decoded = unescape(&raw).map_err(|_| bad_request())?;
         for expression in &self.expressions {
@@ -487,7 +494,7 @@ impl Middleware for StripPrefixRegex {
     ) -> Answer<'a> {
         match self.rewrite(&mut outgoing) {
             Ok(()) => next.run(outgoing),
-            Err(response) => answer(response),
+            Err(response) => answer(*response),
         }
     }
 }
@@ -514,12 +521,11 @@ impl ReplacePath {
         Ok(Self { path: config.path })
     }
 
-    fn rewrite(&self, outgoing: &mut Outgoing) -> Result<(), Response<ProxyBody>> {
+    fn rewrite(&self, outgoing: &mut Outgoing) -> Result<(), Refused> {
         let old = HeaderValue::from_str(current_path(outgoing)).map_err(|_| bad_request())?;
         outgoing.request.headers_mut().append(X_REPLACED_PATH, old);
         // Traefik answers 500 with the decoding error when the configured path is malformed.
-        let decoded =
-            unescape(&self.path).map_err(|e| plain_error(StatusCode::INTERNAL_SERVER_ERROR, &e))?;
+        let decoded = unescape(&self.path).map_err(|e| internal_error(&e))?;
         set_path(outgoing, &escaped_path(&self.path, &decoded))
     }
 }
@@ -533,7 +539,7 @@ impl Middleware for ReplacePath {
     ) -> Answer<'a> {
         match self.rewrite(&mut outgoing) {
             Ok(()) => next.run(outgoing),
-            Err(response) => answer(response),
+            Err(response) => answer(*response),
         }
     }
 }
@@ -565,7 +571,7 @@ impl ReplacePathRegex {
         })
     }
 
-    fn rewrite(&self, outgoing: &mut Outgoing) -> Result<(), Response<ProxyBody>> {
+    fn rewrite(&self, outgoing: &mut Outgoing) -> Result<(), Refused> {
         let current = current_path(outgoing).to_owned();
         if !self.regex.is_match(&current) {
             return Ok(());
@@ -576,8 +582,7 @@ impl ReplacePathRegex {
             .regex
             .replace_all(&current, self.replacement.as_str())
             .into_owned();
-        let decoded =
-            unescape(&new_raw).map_err(|e| plain_error(StatusCode::INTERNAL_SERVER_ERROR, &e))?;
+        let decoded = unescape(&new_raw).map_err(|e| internal_error(&e))?;
         let escaped = escaped_path(&new_raw, &decoded);
         if !survives_normalisation(&decoded, &escaped) {
             return Err(bad_request());
@@ -595,7 +600,7 @@ impl Middleware for ReplacePathRegex {
     ) -> Answer<'a> {
         match self.rewrite(&mut outgoing) {
             Ok(()) => next.run(outgoing),
-            Err(response) => answer(response),
+            Err(response) => answer(*response),
         }
     }
 }

@@ -114,9 +114,13 @@ pub(crate) fn never_sent(error: &ProxyError) -> bool {
     // timeout included) or `client error (Connect)` (hyper's client, for h2c); everything else
     // happened after the request may have been written. ProxyError carries no typed flag for
     // this, hence the text.
-    let connect = |reason: &str| reason.starts_with("cannot connect") || reason.starts_with("client error (Connect)");
+    let connect = |reason: &str| {
+        reason.starts_with("cannot connect") || reason.starts_with("client error (Connect)")
+    };
     match error {
-        ProxyError::OriginUnreachable { reason, .. } | ProxyError::OriginTimeout { reason, .. } => connect(reason),
+        ProxyError::OriginUnreachable { reason, .. } | ProxyError::OriginTimeout { reason, .. } => {
+            connect(reason)
+        }
         _ => false,
     }
 }
@@ -135,13 +139,19 @@ impl Retry {
 }
 
 impl Middleware for Retry {
-    fn handle<'a>(&'a self, _connection: &'a Connection, outgoing: Outgoing, next: Next<'a>) -> Answer<'a> {
+    fn handle<'a>(
+        &'a self,
+        _connection: &'a Connection,
+        outgoing: Outgoing,
+        next: Next<'a>,
+    ) -> Answer<'a> {
         Box::pin(async move {
             if self.attempts == 1 || outgoing.upgrade.is_some() {
                 return next.run(outgoing).await;
             }
             let method = outgoing.request.method().clone();
-            let idempotent = method != Method::POST && method != Method::PATCH && method.as_str() != "LOCK";
+            let idempotent =
+                method != Method::POST && method != Method::PATCH && method.as_str() != "LOCK";
             let statuses_apply = !self.statuses.is_empty() && (idempotent || self.non_idempotent);
 
             let Outgoing {
@@ -176,7 +186,9 @@ impl Middleware for Retry {
                     return result;
                 }
                 let again = match &result {
-                    Ok(response) => statuses_apply && self.statuses.contains(response.status().as_u16()),
+                    Ok(response) => {
+                        statuses_apply && self.statuses.contains(response.status().as_u16())
+                    }
                     Err(error) => self.network_errors && never_sent(error),
                 };
                 if !again {
@@ -266,7 +278,10 @@ impl Body for Replay {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let tape = self.tape.clone();
         let mut state = tape.lock();
         if state.generation != self.generation {
@@ -322,7 +337,9 @@ impl Body for Replay {
     fn size_hint(&self) -> SizeHint {
         let state = self.tape.lock();
         match (&state.rest, state.ended) {
-            (_, true) => SizeHint::with_exact(state.read_len.saturating_sub(self.replayed_len(&state))),
+            (_, true) => {
+                SizeHint::with_exact(state.read_len.saturating_sub(self.replayed_len(&state)))
+            }
             (Some(rest), false) => {
                 let hint = rest.size_hint();
                 let pending = state.read_len.saturating_sub(self.replayed_len(&state));
@@ -341,7 +358,12 @@ impl Body for Replay {
 impl Replay {
     /// Bytes of remembered chunks this replay has already given.
     fn replayed_len(&self, state: &TapeState) -> u64 {
-        state.read.iter().take(self.position).map(|c| c.len() as u64).sum()
+        state
+            .read
+            .iter()
+            .take(self.position)
+            .map(|c| c.len() as u64)
+            .sum()
     }
 }
 
@@ -363,7 +385,8 @@ mod tests {
         let tape = Tape::new(http_body_util::StreamBody::new(chunks).boxed(), 1024);
         let mut first = tape.replay();
         // The first attempt reads one chunk and gives up.
-        let frame = futures_util::future::poll_fn(|cx| std::pin::Pin::new(&mut first).poll_frame(cx)).await;
+        let frame =
+            futures_util::future::poll_fn(|cx| std::pin::Pin::new(&mut first).poll_frame(cx)).await;
         assert_eq!(frame.unwrap().unwrap().into_data().unwrap(), "hello ");
         let second = tape.replay();
         assert_eq!(collect(second).await.unwrap(), "hello world");
@@ -381,7 +404,12 @@ mod tests {
 
     #[test]
     fn configuration_rules() {
-        assert_eq!(compile(&serde_json::json!({"attempts": 0})).unwrap_err().field, "attempts");
+        assert_eq!(
+            compile(&serde_json::json!({"attempts": 0}))
+                .unwrap_err()
+                .field,
+            "attempts"
+        );
         assert_eq!(
             compile(&serde_json::json!({"attempts": 2, "disableRetryOnNetworkError": true}))
                 .unwrap_err()
@@ -389,10 +417,17 @@ mod tests {
             "disableRetryOnNetworkError"
         );
         assert_eq!(
-            compile(&serde_json::json!({"attempts": 2, "status": ["5xx"]})).unwrap_err().field,
+            compile(&serde_json::json!({"attempts": 2, "status": ["5xx"]}))
+                .unwrap_err()
+                .field,
             "status[0]"
         );
-        assert_eq!(compile(&serde_json::json!({"attemps": 2})).unwrap_err().field, "attemps");
+        assert_eq!(
+            compile(&serde_json::json!({"attemps": 2}))
+                .unwrap_err()
+                .field,
+            "attemps"
+        );
     }
 
     #[test]

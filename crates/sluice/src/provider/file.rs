@@ -49,7 +49,7 @@ impl Loaded {
 /// What one file contributed the last time it parsed.
 #[derive(Debug, Clone)]
 enum Content {
-    Dynamic(Configuration),
+    Dynamic(Box<Configuration>),
     Manifests(Vec<Manifest>),
 }
 
@@ -122,7 +122,7 @@ impl FileProvider {
                 }
             };
             match content {
-                Some(Content::Dynamic(config)) => dynamic.push((path.clone(), config)),
+                Some(Content::Dynamic(config)) => dynamic.push((path.clone(), *config)),
                 Some(Content::Manifests(found)) => manifests.extend(found),
                 None => {}
             }
@@ -173,7 +173,7 @@ impl FileProvider {
             return (!failed).then_some(Content::Manifests(parsed.manifests));
         }
         match config_file::parse_file(path, text) {
-            Ok(config) => Some(Content::Dynamic(config)),
+            Ok(config) => Some(Content::Dynamic(Box::new(config))),
             Err(diagnostic) => {
                 diagnostics.push(diagnostic);
                 None

@@ -12,8 +12,8 @@ use sluice_config::dynamic::{Configuration, Service as ServiceConfig};
 use sluice_config::{Diagnostic, Severity};
 use sluice_rules::{default_priority, Route, RouteTable, Rule, Syntax};
 
-use super::server::Server;
 use super::health::{spawn_checks, Health, HealthCheck, HealthCheckConfig, Passive, PassiveConfig};
+use super::server::Server;
 use super::service::{
     parse_status_ranges, Failover, FailoverErrors, LoadBalancer, Mirroring, Service, Weighted,
 };
@@ -21,8 +21,8 @@ use super::sticky::StickyCookie;
 use super::strategy::{Load, Strategy};
 use super::transport::{TransportConfig, Transports};
 use super::wrr::Edf;
-use crate::middleware::{self, Middleware};
 use super::{Router, Runtime};
+use crate::middleware::{self, Middleware};
 
 /// What the builder needs from the static configuration.
 #[derive(Debug, Clone)]
@@ -146,7 +146,12 @@ pub fn build(
             }
         }
         if let Some((field, reason)) = broken {
-            builder.report(Severity::Error, &resource, &field, format!("{reason}; the router is disabled"));
+            builder.report(
+                Severity::Error,
+                &resource,
+                &field,
+                format!("{reason}; the router is disabled"),
+            );
             continue;
         }
         let priority = if router.priority == 0 {
@@ -232,7 +237,9 @@ impl Builder<'_> {
     /// The compiled middleware `name`, building it on first use.
     fn middleware(&mut self, name: &str) -> Result<Arc<dyn Middleware>, String> {
         if let Some(result) = self.middlewares.get(name) {
-            return result.clone().map_err(|_| format!("middleware `{name}` is invalid"));
+            return result
+                .clone()
+                .map_err(|_| format!("middleware `{name}` is invalid"));
         }
         let Some(config) = self.middleware_configs.get(name) else {
             return Err(format!("middleware `{name}` does not exist"));
@@ -241,11 +248,25 @@ impl Builder<'_> {
         if !self.visiting.insert(key.clone()) {
             return Err(format!("middleware `{name}` includes itself"));
         }
-        let provider = name.rsplit_once('@').map(|(_, p)| p.to_owned()).unwrap_or_default();
-        let result = middleware::compile(config, &mut Lookups { builder: self, provider });
+        let provider = name
+            .rsplit_once('@')
+            .map(|(_, p)| p.to_owned())
+            .unwrap_or_default();
+        let result = middleware::compile(
+            config,
+            &mut Lookups {
+                builder: self,
+                provider,
+            },
+        );
         self.visiting.remove(&key);
         let result = result.map_err(|error| {
-            self.report(Severity::Error, &format!("middleware `{name}`"), &error.field, error.message.clone());
+            self.report(
+                Severity::Error,
+                &format!("middleware `{name}`"),
+                &error.field,
+                error.message.clone(),
+            );
             error.to_string()
         });
         self.middlewares.insert(name.to_owned(), result.clone());
@@ -293,7 +314,8 @@ impl Builder<'_> {
         match kinds.iter().filter(|k| **k).count() {
             0 => {
                 return Err(
-                    "type: a service needs one of loadBalancer, weighted, mirroring or failover".into(),
+                    "type: a service needs one of loadBalancer, weighted, mirroring or failover"
+                        .into(),
                 )
             }
             1 => {}

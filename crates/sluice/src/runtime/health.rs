@@ -42,7 +42,9 @@ impl Health {
 
     /// Whether entry `index` may receive requests.
     pub fn is_up(&self, index: usize) -> bool {
-        self.up.get(index).is_some_and(|u| u.load(Ordering::Relaxed))
+        self.up
+            .get(index)
+            .is_some_and(|u| u.load(Ordering::Relaxed))
     }
 
     /// Whether at least one entry is up.
@@ -52,12 +54,18 @@ impl Health {
 
     /// Sets entry `index`; when that flips the aggregate, tells every parent.
     pub fn set(&self, index: usize, up: bool) {
-        let Some(flag) = self.up.get(index) else { return };
+        let Some(flag) = self.up.get(index) else {
+            return;
+        };
         let before = self.any_up();
         flag.store(up, Ordering::Relaxed);
         let after = self.any_up();
         if before != after {
-            let parents = self.parents.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let parents = self
+                .parents
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
             for (parent, slot) in parents {
                 if let Some(parent) = parent.upgrade() {
                     parent.set(slot, after);
@@ -132,7 +140,9 @@ impl HealthCheck {
     /// Checks the configuration; errors name the field.
     pub fn new(config: &HealthCheckConfig) -> Result<Self, String> {
         let positive = |d: Option<GoDuration>, default: Duration| {
-            d.and_then(|d| d.as_std()).filter(|d| !d.is_zero()).unwrap_or(default)
+            d.and_then(|d| d.as_std())
+                .filter(|d| !d.is_zero())
+                .unwrap_or(default)
         };
         let interval = positive(config.interval, Duration::from_secs(30));
         let grpc = match config.mode.to_ascii_lowercase().as_str() {
@@ -151,16 +161,23 @@ impl HealthCheck {
         };
         let status = match config.status {
             0 => None,
-            code => Some(StatusCode::from_u16(code).map_err(|_| format!("status: {code} is not a status code"))?),
+            code => Some(
+                StatusCode::from_u16(code)
+                    .map_err(|_| format!("status: {code} is not a status code"))?,
+            ),
         };
         let hostname = match config.hostname.as_str() {
             "" => None,
-            h => Some(HeaderValue::from_str(h).map_err(|_| format!("hostname: `{h}` is not a host"))?),
+            h => Some(
+                HeaderValue::from_str(h).map_err(|_| format!("hostname: `{h}` is not a host"))?,
+            ),
         };
         let mut headers = Vec::new();
         for (name, value) in &config.headers {
-            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("headers: `{name}` is not a header name"))?;
-            let value = HeaderValue::from_str(value).map_err(|_| format!("headers.{name}: not a header value"))?;
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("headers: `{name}` is not a header name"))?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| format!("headers.{name}: not a header value"))?;
             headers.push((name, value));
         }
         Ok(Self {
@@ -242,7 +259,9 @@ impl Passive {
 
     /// Records the outcome of a request to server `index`.
     pub fn record(&self, index: usize, failed: bool, health: &Arc<Health>, active: bool) {
-        let Some(list) = self.failures.get(index) else { return };
+        let Some(list) = self.failures.get(index) else {
+            return;
+        };
         let mut list = list.lock().unwrap_or_else(|p| p.into_inner());
         if !failed {
             list.clear();
@@ -254,7 +273,10 @@ impl Passive {
         if list.len() >= self.max_failures && health.is_up(index) {
             list.clear();
             health.set(index, false);
-            tracing::warn!(server = index, "passive health check: server taken out of rotation");
+            tracing::warn!(
+                server = index,
+                "passive health check: server taken out of rotation"
+            );
             if !active {
                 let weak = Arc::downgrade(health);
                 let window = self.window;
@@ -318,7 +340,9 @@ async fn probe(client: &CheckClient, check: &HealthCheck, server: &Server) -> Re
         return probe_grpc(check, server).await;
     }
     for _ in 0..10 {
-        let mut request = Request::builder().method(check.method.clone()).uri(url.clone());
+        let mut request = Request::builder()
+            .method(check.method.clone())
+            .uri(url.clone());
         if let Some(host) = &check.hostname {
             request = request.header(http::header::HOST, host.clone());
         }
@@ -359,24 +383,39 @@ fn resolve(base: &Uri, location: &str) -> Option<Uri> {
 /// answer is SERVING.
 async fn probe_grpc(check: &HealthCheck, server: &Server) -> Result<(), String> {
     let host = server.authority.host();
-    let port = check.port.or_else(|| server.authority.port_u16()).unwrap_or(80);
+    let port = check
+        .port
+        .or_else(|| server.authority.port_u16())
+        .unwrap_or(80);
     let stream = tokio::net::TcpStream::connect((host.trim_matches(['[', ']']), port))
         .await
         .map_err(|e| e.to_string())?;
-    let (mut sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     tokio::spawn(connection);
     // A gRPC message: no compression, length 0 (an empty HealthCheckRequest).
     let body = http_body_util::Full::new(Bytes::from_static(&[0, 0, 0, 0, 0]));
-    let request = Request::post(format!("http://{}/grpc.health.v1.Health/Check", server.authority))
-        .header(http::header::CONTENT_TYPE, "application/grpc")
-        .header("te", "trailers")
-        .body(body)
+    let request = Request::post(format!(
+        "http://{}/grpc.health.v1.Health/Check",
+        server.authority
+    ))
+    .header(http::header::CONTENT_TYPE, "application/grpc")
+    .header("te", "trailers")
+    .body(body)
+    .map_err(|e| e.to_string())?;
+    let response = sender
+        .send_request(request)
+        .await
         .map_err(|e| e.to_string())?;
-    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
-    let collected = response.into_body().collect().await.map_err(|e| e.to_string())?;
+    let collected = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
     let trailers_ok = collected
         .trailers()
         .and_then(|t| t.get("grpc-status"))
@@ -403,7 +442,10 @@ mod tests {
         child.set(0, false);
         assert!(parent.is_up(1), "one server still up");
         child.set(1, false);
-        assert!(!parent.is_up(1), "no server up: the child is down for its parent");
+        assert!(
+            !parent.is_up(1),
+            "no server up: the child is down for its parent"
+        );
         assert!(parent.any_up(), "the parent's other child is up");
         child.set(0, true);
         assert!(parent.is_up(1));
@@ -411,14 +453,19 @@ mod tests {
 
     #[test]
     fn defaults_and_urls() {
-        let config: HealthCheckConfig = serde_json::from_value(serde_json::json!({"path": "/health", "port": 9000})).unwrap();
+        let config: HealthCheckConfig =
+            serde_json::from_value(serde_json::json!({"path": "/health", "port": 9000})).unwrap();
         let check = HealthCheck::new(&config).unwrap();
         assert_eq!(check.interval, Duration::from_secs(30));
         assert_eq!(check.unhealthy_interval, Duration::from_secs(30));
         assert_eq!(check.timeout, Duration::from_secs(5));
         let server = Server::parse("http://127.0.0.1:8080/base", false).unwrap();
-        assert_eq!(check.url(&server).unwrap().to_string(), "http://127.0.0.1:9000/health");
-        let bad: HealthCheckConfig = serde_json::from_value(serde_json::json!({"mode": "tcp"})).unwrap();
+        assert_eq!(
+            check.url(&server).unwrap().to_string(),
+            "http://127.0.0.1:9000/health"
+        );
+        let bad: HealthCheckConfig =
+            serde_json::from_value(serde_json::json!({"mode": "tcp"})).unwrap();
         assert!(HealthCheck::new(&bad).unwrap_err().starts_with("mode"));
     }
 }

@@ -14,6 +14,9 @@ use super::wrr::Edf;
 /// A compiled service. Shared by every router that uses it; carried into the next runtime when
 /// its configuration and children are unchanged, so its balancing position survives a reload.
 #[derive(Debug)]
+// Services always live behind an `Arc`, built once per reload: the variants' size difference
+// costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 pub enum Service {
     LoadBalancer(LoadBalancer),
     Weighted(Weighted),
@@ -213,7 +216,9 @@ pub struct FailoverErrors {
 impl FailoverErrors {
     /// Whether `status` triggers the fallback.
     pub fn matches(&self, status: u16) -> bool {
-        self.statuses.iter().any(|(low, high)| (*low..=*high).contains(&status))
+        self.statuses
+            .iter()
+            .any(|(low, high)| (*low..=*high).contains(&status))
     }
 }
 
@@ -223,8 +228,14 @@ pub fn parse_status_ranges(items: &[String]) -> Result<Vec<(u16, u16)>, String> 
         .iter()
         .map(|item| {
             let (low, high) = item.split_once('-').unwrap_or((item, item));
-            let low: u16 = low.trim().parse().map_err(|_| format!("`{item}` is not a status or range"))?;
-            let high: u16 = high.trim().parse().map_err(|_| format!("`{item}` is not a status or range"))?;
+            let low: u16 = low
+                .trim()
+                .parse()
+                .map_err(|_| format!("`{item}` is not a status or range"))?;
+            let high: u16 = high
+                .trim()
+                .parse()
+                .map_err(|_| format!("`{item}` is not a status or range"))?;
             if low > high || !(100..=599).contains(&low) || high > 599 {
                 return Err(format!("`{item}` is not a valid status range"));
             }

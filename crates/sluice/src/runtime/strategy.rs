@@ -60,7 +60,9 @@ impl Load {
     }
 
     fn in_flight(&self, i: usize) -> usize {
-        self.in_flight.get(i).map_or(0, |n| n.load(Ordering::Relaxed))
+        self.in_flight
+            .get(i)
+            .map_or(0, |n| n.load(Ordering::Relaxed))
     }
 
     /// Counts a request to server `i` until the returned guard is dropped.
@@ -76,11 +78,17 @@ impl Load {
 
     /// Records a time to first byte for server `i`.
     pub fn record_ttfb(&self, i: usize, ttfb: Duration) {
-        let Some(avg) = self.ttfb_micros.get(i) else { return };
+        let Some(avg) = self.ttfb_micros.get(i) else {
+            return;
+        };
         let sample = ttfb.as_micros().min(u128::from(u64::MAX)) as u64;
         let old = avg.load(Ordering::Relaxed);
         // A moving average over roughly the last 100 samples, like Traefik's window.
-        let new = if old == 0 { sample.max(1) } else { (old * 99 + sample) / 100 };
+        let new = if old == 0 {
+            sample.max(1)
+        } else {
+            (old * 99 + sample) / 100
+        };
         avg.store(new.max(1), Ordering::Relaxed);
     }
 }
@@ -148,13 +156,22 @@ pub fn power_of_two(candidates: &[usize], load: &Load) -> Option<usize> {
                 b = (b + 1) % n;
             }
             let (a, b) = (candidates[a], candidates[b]);
-            Some(if load.in_flight(b) < load.in_flight(a) { b } else { a })
+            Some(if load.in_flight(b) < load.in_flight(a) {
+                b
+            } else {
+                a
+            })
         }
     }
 }
 
 /// hrw among `candidates`: highest `weight / -ln(hash(client + name) / 2^64)`.
-pub fn highest_random_weight(candidates: &[usize], names: &[String], weights: &[u64], client: Option<IpAddr>) -> Option<usize> {
+pub fn highest_random_weight(
+    candidates: &[usize],
+    names: &[String],
+    weights: &[u64],
+    client: Option<IpAddr>,
+) -> Option<usize> {
     let key = client.map(|ip| ip.to_string()).unwrap_or_default();
     candidates
         .iter()
@@ -174,12 +191,22 @@ pub fn highest_random_weight(candidates: &[usize], names: &[String], weights: &[
 /// leasttime among `candidates`: the indexes with the lowest score (several when tied).
 pub fn least_time(candidates: &[usize], load: &Load, weights: &[u64]) -> Vec<usize> {
     let score = |i: usize| {
-        let ttfb = load.ttfb_micros.get(i).map_or(0, |t| t.load(Ordering::Relaxed)) as f64;
+        let ttfb = load
+            .ttfb_micros
+            .get(i)
+            .map_or(0, |t| t.load(Ordering::Relaxed)) as f64;
         let weight = weights.get(i).copied().unwrap_or(1).max(1) as f64;
         ttfb * (1.0 + load.in_flight(i) as f64) / weight
     };
-    let best = candidates.iter().map(|&i| score(i)).fold(f64::INFINITY, f64::min);
-    candidates.iter().copied().filter(|&i| score(i) <= best).collect()
+    let best = candidates
+        .iter()
+        .map(|&i| score(i))
+        .fold(f64::INFINITY, f64::min);
+    candidates
+        .iter()
+        .copied()
+        .filter(|&i| score(i) <= best)
+        .collect()
 }
 
 fn fnv1a(data: &[u8], mut hash: u64) -> u64 {
@@ -199,7 +226,9 @@ mod tests {
         assert_eq!(Strategy::parse(None), Ok(Strategy::Wrr));
         assert_eq!(Strategy::parse(Some("RoundRobin")), Ok(Strategy::Wrr));
         assert_eq!(Strategy::parse(Some("p2c")), Ok(Strategy::P2c));
-        assert!(Strategy::parse(Some("random")).unwrap_err().starts_with("strategy"));
+        assert!(Strategy::parse(Some("random"))
+            .unwrap_err()
+            .starts_with("strategy"));
     }
 
     #[test]
@@ -219,7 +248,10 @@ mod tests {
         let client: IpAddr = "192.0.2.7".parse().unwrap();
         let first = highest_random_weight(&all, &names, &weights, Some(client));
         for _ in 0..10 {
-            assert_eq!(highest_random_weight(&all, &names, &weights, Some(client)), first);
+            assert_eq!(
+                highest_random_weight(&all, &names, &weights, Some(client)),
+                first
+            );
         }
         let mut seen = std::collections::HashSet::new();
         for last in 0..50u8 {

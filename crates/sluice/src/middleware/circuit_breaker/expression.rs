@@ -181,7 +181,8 @@ fn tokenize(text: &str) -> Result<Vec<(Token, usize)>, ParseError> {
             }
             c if c.is_ascii_alphabetic() || c == '_' => {
                 let mut end = i + 1;
-                while end < chars.len() && (chars[end].is_ascii_alphanumeric() || chars[end] == '_') {
+                while end < chars.len() && (chars[end].is_ascii_alphanumeric() || chars[end] == '_')
+                {
                     end += 1;
                 }
                 (Token::Ident(chars[i..end].iter().collect()), end - i)
@@ -292,7 +293,10 @@ impl Parser<'_> {
                     (other, at) => {
                         return Err(ParseError {
                             column: at,
-                            message: format!("expected a number argument, found {}", describe(&other)),
+                            message: format!(
+                                "expected a number argument, found {}",
+                                describe(&other)
+                            ),
                         })
                     }
                 }
@@ -307,10 +311,17 @@ impl Parser<'_> {
         if args.len() != function.arity {
             return Err(ParseError {
                 column,
-                message: format!("{name} takes {} argument(s), not {}", function.arity, args.len()),
+                message: format!(
+                    "{name} takes {} argument(s), not {}",
+                    function.arity,
+                    args.len()
+                ),
             });
         }
-        let call = Call { function: index, args };
+        let call = Call {
+            function: index,
+            args,
+        };
         match (self.peek(), function.kind) {
             ((Token::Cmp(op), _), _) => {
                 self.bump();
@@ -318,7 +329,10 @@ impl Parser<'_> {
                     (Token::Number(value), _) => Ok(Expr::Compare(call, op, value)),
                     (other, at) => Err(ParseError {
                         column: at,
-                        message: format!("expected a number to compare with, found {}", describe(&other)),
+                        message: format!(
+                            "expected a number to compare with, found {}",
+                            describe(&other)
+                        ),
                     }),
                 }
             }
@@ -354,11 +368,13 @@ mod tests {
     ];
 
     fn eval(text: &str, ratio: f64, flag: bool) -> bool {
-        parse(text, FUNCTIONS).unwrap().eval(&mut |call: &Call| match call.function {
-            0 => ratio,
-            1 => call.args.iter().sum(),
-            _ => f64::from(u8::from(flag)),
-        })
+        parse(text, FUNCTIONS)
+            .unwrap()
+            .eval(&mut |call: &Call| match call.function {
+                0 => ratio,
+                1 => call.args.iter().sum(),
+                _ => f64::from(u8::from(flag)),
+            })
     }
 
     #[test]
@@ -380,7 +396,10 @@ mod tests {
         let e = parse("Ratio()", FUNCTIONS).unwrap_err();
         assert!(e.message.contains("compare it"), "{e}");
         let e = parse("Codes(1, 2) > 0", FUNCTIONS).unwrap_err();
-        assert_eq!((e.column, e.message.as_str()), (1, "Codes takes 4 argument(s), not 2"));
+        assert_eq!(
+            (e.column, e.message.as_str()),
+            (1, "Codes takes 4 argument(s), not 2")
+        );
         let e = parse("Ratio() > 1 & Flag()", FUNCTIONS).unwrap_err();
         assert_eq!(e.column, 13);
         let e = parse("(Flag()", FUNCTIONS).unwrap_err();

@@ -169,7 +169,14 @@ impl Metrics {
 
     /// Answers with a status in [from_a, to_a) divided by those in [from_b, to_b) (0 when the
     /// divisor is 0), as oxy's half-open ranges.
-    pub fn response_code_ratio(&mut self, now: Duration, from_a: f64, to_a: f64, from_b: f64, to_b: f64) -> f64 {
+    pub fn response_code_ratio(
+        &mut self,
+        now: Duration,
+        from_a: f64,
+        to_a: f64,
+        from_b: f64,
+        to_b: f64,
+    ) -> f64 {
         let second = now.as_secs();
         let (mut a, mut b) = (0u64, 0u64);
         for (code, counts) in self.codes.iter_mut() {
@@ -202,7 +209,9 @@ impl Metrics {
         if total == 0 {
             return Duration::ZERO;
         }
-        let rank = ((quantile.clamp(0.0, 100.0) / 100.0) * total as f64).ceil().max(1.0) as u64;
+        let rank = ((quantile.clamp(0.0, 100.0) / 100.0) * total as f64)
+            .ceil()
+            .max(1.0) as u64;
         let mut seen = 0;
         for (index, count) in merged.iter().enumerate() {
             seen += count;
@@ -220,10 +229,23 @@ mod tests {
 
     #[test]
     fn histogram_buckets_are_tight() {
-        for micros in [0u64, 5, 127, 128, 129, 1000, 65_432, 1_000_000, 3_600_000_000] {
+        for micros in [
+            0u64,
+            5,
+            127,
+            128,
+            129,
+            1000,
+            65_432,
+            1_000_000,
+            3_600_000_000,
+        ] {
             let upper = Histogram::upper(Histogram::index(micros));
             assert!(upper >= micros, "{micros} -> {upper}");
-            assert!((upper - micros) as f64 <= micros as f64 * 0.016 + 1.0, "{micros} -> {upper}");
+            assert!(
+                (upper - micros) as f64 <= micros as f64 * 0.016 + 1.0,
+                "{micros} -> {upper}"
+            );
         }
     }
 
@@ -232,10 +254,20 @@ mod tests {
         let start = Duration::from_secs(100);
         let mut m = Metrics::new(start);
         m.record(start, 500, Duration::from_millis(1));
-        m.record(start + Duration::from_secs(5), 200, Duration::from_millis(1));
-        assert_eq!(m.response_code_ratio(start + Duration::from_secs(5), 500.0, 600.0, 0.0, 600.0), 0.5);
+        m.record(
+            start + Duration::from_secs(5),
+            200,
+            Duration::from_millis(1),
+        );
+        assert_eq!(
+            m.response_code_ratio(start + Duration::from_secs(5), 500.0, 600.0, 0.0, 600.0),
+            0.5
+        );
         // 11 s later the 500 has left the window.
-        assert_eq!(m.response_code_ratio(start + Duration::from_secs(11), 500.0, 600.0, 0.0, 600.0), 0.0);
+        assert_eq!(
+            m.response_code_ratio(start + Duration::from_secs(11), 500.0, 600.0, 0.0, 600.0),
+            0.0
+        );
         assert_eq!(m.total(start + Duration::from_secs(11)), 1);
         assert_eq!(m.total(start + Duration::from_secs(30)), 0);
     }
@@ -252,6 +284,8 @@ mod tests {
         let p99 = m.latency_at_quantile(now, 99.0).as_millis();
         assert!((98..=100).contains(&p99), "{p99}");
         // Latencies stay for a minute.
-        assert!(m.latency_at_quantile(now + Duration::from_secs(75), 50.0).is_zero());
+        assert!(m
+            .latency_at_quantile(now + Duration::from_secs(75), 50.0)
+            .is_zero());
     }
 }

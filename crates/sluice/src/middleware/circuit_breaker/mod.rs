@@ -71,7 +71,9 @@ struct Spec {
 pub enum State {
     Standby,
     /// Refusing everything until the given time.
-    Tripped { until: Duration },
+    Tripped {
+        until: Duration,
+    },
     /// Letting a growing share through, from `since` until `until`.
     Recovering {
         since: Duration,
@@ -107,10 +109,16 @@ pub fn compile(spec: &Value) -> Result<Arc<dyn Middleware>, MiddlewareError> {
 }
 
 /// Compiles `circuitBreaker` with the given clock (tests).
-pub fn compile_with_clock(spec: &Value, clock: Arc<dyn Clock>) -> Result<Arc<CircuitBreaker>, MiddlewareError> {
+pub fn compile_with_clock(
+    spec: &Value,
+    clock: Arc<dyn Clock>,
+) -> Result<Arc<CircuitBreaker>, MiddlewareError> {
     let spec: Spec = parse_spec(spec)?;
     if spec.expression.trim().is_empty() {
-        return Err(MiddlewareError::new("expression", "an expression is required"));
+        return Err(MiddlewareError::new(
+            "expression",
+            "an expression is required",
+        ));
     }
     let condition = expression::parse(&spec.expression, FUNCTIONS)
         .map_err(|e| MiddlewareError::new("expression", e.to_string()))?;
@@ -121,14 +129,27 @@ pub fn compile_with_clock(spec: &Value, clock: Arc<dyn Clock>) -> Result<Arc<Cir
         _ => Ok(default),
     };
     let check_period = duration(spec.check_period, Duration::from_millis(100), "checkPeriod")?;
-    let fallback_duration = duration(spec.fallback_duration, Duration::from_secs(10), "fallbackDuration")?;
-    let recovery_duration = duration(spec.recovery_duration, Duration::from_secs(10), "recoveryDuration")?;
+    let fallback_duration = duration(
+        spec.fallback_duration,
+        Duration::from_secs(10),
+        "fallbackDuration",
+    )?;
+    let recovery_duration = duration(
+        spec.recovery_duration,
+        Duration::from_secs(10),
+        "recoveryDuration",
+    )?;
     let response_code = match spec.response_code {
         None | Some(0) => StatusCode::SERVICE_UNAVAILABLE,
         Some(code) => StatusCode::from_u16(code)
             .ok()
             .filter(|s| (200..=599).contains(&s.as_u16()))
-            .ok_or_else(|| MiddlewareError::new("responseCode", format!("{code} is not a status code Sluice can answer with")))?,
+            .ok_or_else(|| {
+                MiddlewareError::new(
+                    "responseCode",
+                    format!("{code} is not a status code Sluice can answer with"),
+                )
+            })?,
     };
     let now = clock.now();
     Ok(Arc::new(CircuitBreaker {
@@ -187,7 +208,8 @@ impl CircuitBreaker {
                     }
                     // Let a request through while the share let through stays under the
                     // target, which grows from 0 to one half over the recovery duration.
-                    let target = 0.5 * (now - since).as_secs_f64() / self.recovery_duration.as_secs_f64();
+                    let target =
+                        0.5 * (now - since).as_secs_f64() / self.recovery_duration.as_secs_f64();
                     let share = (*allowed + 1) as f64 / (*allowed + 1 + *denied) as f64;
                     if share < target {
                         *allowed += 1;
@@ -226,9 +248,10 @@ impl CircuitBreaker {
     fn fallback(&self) -> Response<ProxyBody> {
         let mut response = Response::new(full(self.response_code.canonical_reason().unwrap_or("")));
         *response.status_mut() = self.response_code;
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
         response
     }
 }
@@ -245,7 +268,12 @@ fn value(metrics: &mut Metrics, now: Duration, call: &expression::Call) -> f64 {
 }
 
 impl Middleware for CircuitBreaker {
-    fn handle<'a>(&'a self, _connection: &'a Connection, outgoing: Outgoing, next: Next<'a>) -> Answer<'a> {
+    fn handle<'a>(
+        &'a self,
+        _connection: &'a Connection,
+        outgoing: Outgoing,
+        next: Next<'a>,
+    ) -> Answer<'a> {
         Box::pin(async move {
             if self.refuse() {
                 return Ok(self.fallback());
@@ -311,7 +339,10 @@ mod tests {
     fn network_errors_and_latency() {
         let (clock, cb) = breaker("NetworkErrorRatio() >= 0.5 || LatencyAtQuantileMS(50.0) > 100");
         cb.record(502, Duration::from_millis(1));
-        assert!(matches!(cb.state(), State::Tripped { .. }), "one 502 out of one");
+        assert!(
+            matches!(cb.state(), State::Tripped { .. }),
+            "one 502 out of one"
+        );
         let (clock2, cb2) = breaker("LatencyAtQuantileMS(50.0) > 100");
         cb2.record(200, Duration::from_millis(300));
         assert!(matches!(cb2.state(), State::Tripped { .. }));
@@ -320,10 +351,16 @@ mod tests {
 
     #[test]
     fn configuration_errors() {
-        let e = compile(&serde_json::json!({"expression": "NetworkErrorRatio() > 0.5 && Latency() > 1"})).unwrap_err();
+        let e = compile(
+            &serde_json::json!({"expression": "NetworkErrorRatio() > 0.5 && Latency() > 1"}),
+        )
+        .unwrap_err();
         assert_eq!(e.field, "expression");
         assert!(e.message.starts_with("column 30:"), "{e}");
-        let e = compile(&serde_json::json!({"expression": "NetworkErrorRatio() > 0.5", "responseCode": 42})).unwrap_err();
+        let e = compile(
+            &serde_json::json!({"expression": "NetworkErrorRatio() > 0.5", "responseCode": 42}),
+        )
+        .unwrap_err();
         assert_eq!(e.field, "responseCode");
         let e = compile(&serde_json::json!({"expresion": "x"})).unwrap_err();
         assert_eq!(e.field, "expresion");

@@ -58,7 +58,11 @@ impl MemoryLimiter {
     fn evict(&self, buckets: &mut HashMap<String, Bucket>, now: std::time::Duration) {
         buckets.retain(|_, b| !b.is_full_at(&self.limits, now));
         if buckets.len() >= MAX_SOURCES / SHARDS {
-            if let Some(oldest) = buckets.iter().min_by_key(|(_, b)| b.last).map(|(k, _)| k.clone()) {
+            if let Some(oldest) = buckets
+                .iter()
+                .min_by_key(|(_, b)| b.last)
+                .map(|(k, _)| k.clone())
+            {
                 buckets.remove(&oldest);
             }
         }

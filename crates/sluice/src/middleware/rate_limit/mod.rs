@@ -125,7 +125,11 @@ impl Limits {
         } else {
             Duration::from_nanos(1_000_000_000 / (rate as u64 * 2).max(1))
         };
-        Self { rate, burst, max_delay }
+        Self {
+            rate,
+            burst,
+            max_delay,
+        }
     }
 
     /// How long an idle bucket must be kept: until it would be full again anyway, so that
@@ -134,7 +138,11 @@ impl Limits {
         if !self.rate.is_finite() {
             return Duration::from_secs(1);
         }
-        let traefik = if self.rate >= 1.0 { 2.0 } else { 1.0 + (1.0 / self.rate).floor() };
+        let traefik = if self.rate >= 1.0 {
+            2.0
+        } else {
+            1.0 + (1.0 / self.rate).floor()
+        };
         Duration::from_secs_f64((self.burst / self.rate).max(traefik).min(1e9))
     }
 }
@@ -227,7 +235,10 @@ pub(crate) enum IpStrategy {
     /// The connection's peer address (optionally grouped by IPv6 prefix).
     Remote { ipv6_subnet: Option<u8> },
     /// The `depth`-th address of X-Forwarded-For counting from the right.
-    Depth { depth: usize, ipv6_subnet: Option<u8> },
+    Depth {
+        depth: usize,
+        ipv6_subnet: Option<u8>,
+    },
     /// The rightmost X-Forwarded-For address outside the excluded networks.
     Excluding(Vec<IpNet>),
 }
@@ -246,7 +257,10 @@ impl IpStrategy {
             }
         };
         if spec.depth < 0 {
-            return Err(MiddlewareError::new(format!("{prefix}.depth"), "must not be negative"));
+            return Err(MiddlewareError::new(
+                format!("{prefix}.depth"),
+                "must not be negative",
+            ));
         }
         // As Traefik: depth wins over excludedIPs.
         if spec.depth > 0 {
@@ -271,11 +285,17 @@ impl IpStrategy {
             }
             return Ok(IpStrategy::Excluding(networks));
         }
-        Ok(IpStrategy::Remote { ipv6_subnet: subnet })
+        Ok(IpStrategy::Remote {
+            ipv6_subnet: subnet,
+        })
     }
 
     /// The client IP this strategy picks, as text; `None` when there is none to pick.
-    pub(crate) fn client_ip(&self, connection: &Connection, headers: &http::HeaderMap) -> Option<String> {
+    pub(crate) fn client_ip(
+        &self,
+        connection: &Connection,
+        headers: &http::HeaderMap,
+    ) -> Option<String> {
         let forwarded = || {
             headers
                 .get_all("x-forwarded-for")
@@ -336,7 +356,10 @@ impl Source {
             ));
         }
         if let Some(ip) = &spec.ip_strategy {
-            return Ok(Source::Ip(IpStrategy::compile(ip, "sourceCriterion.ipStrategy")?));
+            return Ok(Source::Ip(IpStrategy::compile(
+                ip,
+                "sourceCriterion.ipStrategy",
+            )?));
         }
         if !spec.request_header_name.is_empty() {
             let name = HeaderName::try_from(spec.request_header_name.as_str()).map_err(|_| {
@@ -372,7 +395,7 @@ impl Source {
 #[derive(Debug)]
 enum Store {
     Memory(memory::MemoryLimiter),
-    Redis(redis::RedisLimiter),
+    Redis(Box<redis::RedisLimiter>),
 }
 
 /// The compiled `rateLimit` middleware.
@@ -390,7 +413,10 @@ pub fn compile(spec: &Value) -> Result<Arc<dyn Middleware>, MiddlewareError> {
 }
 
 /// Compiles `rateLimit` with the given clock for in-memory buckets (tests).
-pub fn compile_with_clock(spec: &Value, clock: Arc<dyn Clock>) -> Result<Arc<RateLimit>, MiddlewareError> {
+pub fn compile_with_clock(
+    spec: &Value,
+    clock: Arc<dyn Clock>,
+) -> Result<Arc<RateLimit>, MiddlewareError> {
     let parsed: Spec = parse_spec(spec)?;
     if parsed.average < 0 {
         return Err(MiddlewareError::new("average", "must not be negative"));
@@ -398,7 +424,10 @@ pub fn compile_with_clock(spec: &Value, clock: Arc<dyn Clock>) -> Result<Arc<Rat
     let period = match parsed.period {
         None => Duration::from_secs(1),
         Some(p) if p.is_negative() => {
-            return Err(MiddlewareError::new("period", format!("negative value not valid for period: {p}")))
+            return Err(MiddlewareError::new(
+                "period",
+                format!("negative value not valid for period: {p}"),
+            ))
         }
         Some(p) if p.is_zero() => Duration::from_secs(1),
         Some(p) => p.as_std().unwrap_or(Duration::from_secs(1)),
@@ -412,10 +441,14 @@ pub fn compile_with_clock(spec: &Value, clock: Arc<dyn Clock>) -> Result<Arc<Rat
     spec.to_string().hash(&mut hasher);
     let prefix = format!("{:016x}", hasher.finish());
     let store = match parsed.redis {
-        Some(redis_spec) => Store::Redis(redis::RedisLimiter::new(redis_spec, limits)?),
+        Some(redis_spec) => Store::Redis(Box::new(redis::RedisLimiter::new(redis_spec, limits)?)),
         None => Store::Memory(memory::MemoryLimiter::new(limits, clock)),
     };
-    Ok(Arc::new(RateLimit { source, prefix, store }))
+    Ok(Arc::new(RateLimit {
+        source,
+        prefix,
+        store,
+    }))
 }
 
 impl RateLimit {
@@ -429,11 +462,19 @@ impl RateLimit {
 }
 
 impl Middleware for RateLimit {
-    fn handle<'a>(&'a self, connection: &'a Connection, outgoing: Outgoing, next: Next<'a>) -> Answer<'a> {
+    fn handle<'a>(
+        &'a self,
+        connection: &'a Connection,
+        outgoing: Outgoing,
+        next: Next<'a>,
+    ) -> Answer<'a> {
         Box::pin(async move {
             let Some(source) = self.source.extract(connection, &outgoing) else {
                 tracing::debug!("rate limit: no source could be extracted from the request");
-                return Ok(plain(StatusCode::INTERNAL_SERVER_ERROR, "could not extract source of request\n"));
+                return Ok(plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "could not extract source of request\n",
+                ));
             };
             match self.decide(&source).await {
                 Ok(Decision::Proceed(wait)) => {
@@ -445,7 +486,10 @@ impl Middleware for RateLimit {
                 Ok(Decision::Refuse(wait)) => Ok(too_many(wait)),
                 Err(error) => {
                     tracing::error!(%error, "rate limit: could not insert/update bucket");
-                    Ok(plain(StatusCode::INTERNAL_SERVER_ERROR, "Could not insert/update bucket\n"))
+                    Ok(plain(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "Could not insert/update bucket\n",
+                    ))
                 }
             }
         })
@@ -467,9 +511,10 @@ fn too_many(wait: Duration) -> Response<ProxyBody> {
 fn plain(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
     let mut response = Response::new(full(text));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     response
 }
 
@@ -530,9 +575,18 @@ mod tests {
         // 1 request per 10 s.
         let limits = Limits::new(1, Duration::from_secs(10), 1);
         let mut b = Bucket::full(&limits, Duration::ZERO);
-        assert_eq!(b.take(&limits, Duration::ZERO), Decision::Proceed(Duration::ZERO));
-        assert_eq!(about(b.take(&limits, Duration::from_secs(4))), (false, 6_000_000));
-        assert_eq!(about(b.take(&limits, Duration::from_millis(9_600))), (true, 400_000));
+        assert_eq!(
+            b.take(&limits, Duration::ZERO),
+            Decision::Proceed(Duration::ZERO)
+        );
+        assert_eq!(
+            about(b.take(&limits, Duration::from_secs(4))),
+            (false, 6_000_000)
+        );
+        assert_eq!(
+            about(b.take(&limits, Duration::from_millis(9_600))),
+            (true, 400_000)
+        );
     }
 
     #[test]
@@ -567,15 +621,39 @@ mod tests {
             tls: false,
         };
         let mut headers = http::HeaderMap::new();
-        headers.insert("x-forwarded-for", HeaderValue::from_static("1.1.1.1, 2.2.2.2, 10.0.0.5"));
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("1.1.1.1, 2.2.2.2, 10.0.0.5"),
+        );
         let remote = IpStrategy::Remote { ipv6_subnet: None };
-        assert_eq!(remote.client_ip(&connection, &headers).as_deref(), Some("10.0.0.9"));
-        let depth = IpStrategy::Depth { depth: 2, ipv6_subnet: None };
-        assert_eq!(depth.client_ip(&connection, &headers).as_deref(), Some("2.2.2.2"));
-        let too_deep = IpStrategy::Depth { depth: 4, ipv6_subnet: None };
+        assert_eq!(
+            remote.client_ip(&connection, &headers).as_deref(),
+            Some("10.0.0.9")
+        );
+        let depth = IpStrategy::Depth {
+            depth: 2,
+            ipv6_subnet: None,
+        };
+        assert_eq!(
+            depth.client_ip(&connection, &headers).as_deref(),
+            Some("2.2.2.2")
+        );
+        let too_deep = IpStrategy::Depth {
+            depth: 4,
+            ipv6_subnet: None,
+        };
         assert_eq!(too_deep.client_ip(&connection, &headers), None);
-        let excluding = IpStrategy::Excluding(vec!["10.0.0.0/8".parse().unwrap(), "2.2.2.2/32".parse().unwrap()]);
-        assert_eq!(excluding.client_ip(&connection, &headers).as_deref(), Some("1.1.1.1"));
-        assert_eq!(mask("2001:db8::1234".parse().unwrap(), Some(64)), "2001:db8::");
+        let excluding = IpStrategy::Excluding(vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "2.2.2.2/32".parse().unwrap(),
+        ]);
+        assert_eq!(
+            excluding.client_ip(&connection, &headers).as_deref(),
+            Some("1.1.1.1")
+        );
+        assert_eq!(
+            mask("2001:db8::1234".parse().unwrap(), Some(64)),
+            "2001:db8::"
+        );
     }
 }

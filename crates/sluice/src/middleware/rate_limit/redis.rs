@@ -12,7 +12,10 @@
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
+use redis::{
+    AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo,
+    RedisConnectionInfo,
+};
 use serde::Deserialize;
 use sluice_config::GoDuration;
 use tokio::sync::Mutex;
@@ -96,7 +99,9 @@ pub struct RedisLimiter {
 
 impl std::fmt::Debug for RedisLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisLimiter").field("limits", &self.limits).finish_non_exhaustive()
+        f.debug_struct("RedisLimiter")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
     }
 }
 
@@ -104,11 +109,19 @@ impl RedisLimiter {
     /// Checks the options; nothing connects until the first request.
     pub fn new(spec: RedisSpec, limits: Limits) -> Result<Self, MiddlewareError> {
         if spec.tls.is_some() {
-            return Err(MiddlewareError::new("redis.tls", "TLS connections to Redis are not supported yet"));
+            return Err(MiddlewareError::new(
+                "redis.tls",
+                "TLS connections to Redis are not supported yet",
+            ));
         }
-        let endpoints = spec.endpoints.unwrap_or_else(|| vec!["localhost:6379".to_owned()]);
+        let endpoints = spec
+            .endpoints
+            .unwrap_or_else(|| vec!["localhost:6379".to_owned()]);
         if endpoints.is_empty() {
-            return Err(MiddlewareError::new("redis.endpoints", "at least one endpoint is required"));
+            return Err(MiddlewareError::new(
+                "redis.endpoints",
+                "at least one endpoint is required",
+            ));
         }
         for (field, value) in [
             ("poolSize", spec.pool_size),
@@ -117,7 +130,10 @@ impl RedisLimiter {
             ("db", spec.db),
         ] {
             if value < 0 {
-                return Err(MiddlewareError::new(format!("redis.{field}"), "must not be negative"));
+                return Err(MiddlewareError::new(
+                    format!("redis.{field}"),
+                    "must not be negative",
+                ));
             }
         }
         let mut settings = RedisConnectionInfo::default().set_db(spec.db);
@@ -130,24 +146,29 @@ impl RedisLimiter {
         let mut clients = Vec::with_capacity(endpoints.len());
         for (i, endpoint) in endpoints.iter().enumerate() {
             let field = || format!("redis.endpoints[{i}]");
-            let (host, port) = endpoint
-                .rsplit_once(':')
-                .ok_or_else(|| MiddlewareError::new(field(), format!("`{endpoint}` is not host:port")))?;
-            let port: u16 = port
-                .parse()
-                .map_err(|_| MiddlewareError::new(field(), format!("`{endpoint}` has no valid port")))?;
-            let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+            let (host, port) = endpoint.rsplit_once(':').ok_or_else(|| {
+                MiddlewareError::new(field(), format!("`{endpoint}` is not host:port"))
+            })?;
+            let port: u16 = port.parse().map_err(|_| {
+                MiddlewareError::new(field(), format!("`{endpoint}` has no valid port"))
+            })?;
+            let host = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned();
             let info: ConnectionInfo = ConnectionAddr::Tcp(host, port)
                 .into_connection_info()
                 .map_err(|e| MiddlewareError::new(field(), e.to_string()))?
                 .set_redis_settings(settings.clone());
-            clients.push(Client::open(info).map_err(|e| MiddlewareError::new(field(), e.to_string()))?);
+            clients.push(
+                Client::open(info).map_err(|e| MiddlewareError::new(field(), e.to_string()))?,
+            );
         }
         let duration = |value: Option<GoDuration>, default: u64, field: &str| match value {
             None => Ok(Duration::from_secs(default)),
-            Some(d) => d
-                .as_std()
-                .ok_or_else(|| MiddlewareError::new(format!("redis.{field}"), "must not be negative")),
+            Some(d) => d.as_std().ok_or_else(|| {
+                MiddlewareError::new(format!("redis.{field}"), "must not be negative")
+            }),
         };
         let read = duration(spec.read_timeout, 3, "readTimeout")?;
         let write = duration(spec.write_timeout, 3, "writeTimeout")?;
@@ -173,7 +194,10 @@ impl RedisLimiter {
         }
         let mut last_error = String::from("no endpoint");
         for client in &self.clients {
-            match client.get_multiplexed_async_connection_with_config(&self.config).await {
+            match client
+                .get_multiplexed_async_connection_with_config(&self.config)
+                .await
+            {
                 Ok(connection) => {
                     *slot = Some(connection.clone());
                     return Ok(connection);
@@ -209,7 +233,9 @@ impl RedisLimiter {
                 return Err(error.to_string());
             }
         };
-        let micros: f64 = wait.parse().map_err(|_| format!("unexpected wait `{wait}` from Redis"))?;
+        let micros: f64 = wait
+            .parse()
+            .map_err(|_| format!("unexpected wait `{wait}` from Redis"))?;
         let wait = Duration::from_secs_f64(micros.max(0.0) / 1_000_000.0);
         Ok(if allowed == 1 {
             Decision::Proceed(wait)

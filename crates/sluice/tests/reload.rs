@@ -163,3 +163,53 @@ async fn sigterm_finishes_requests_in_flight_then_exits_zero() {
         "listener closed"
     );
 }
+
+fn limited(a: &str, extra_router: bool) -> String {
+    let extra = if extra_router {
+        "    extra:\n      rule: \"Path(`/extra`)\"\n      service: a\n"
+    } else {
+        ""
+    };
+    format!(
+        r#"http:
+  routers:
+    limited:
+      rule: "PathPrefix(`/limited`)"
+      middlewares: [limit]
+      service: a
+{extra}  middlewares:
+    limit:
+      rateLimit:
+        average: 1
+        period: 1h
+        burst: 2
+  services:
+    a:
+      loadBalancer:
+        servers:
+          - url: "{a}"
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unchanged_middlewares_keep_their_state_across_reloads() {
+    let (o, _) = origins(&["a"]).await;
+    let sluice = Sluice::start(&[("live.yaml", limited(&o[0].url(), false))], &[]).await;
+    let statuses = async || {
+        let mut out = Vec::new();
+        for _ in 0..3 {
+            out.push(get(&sluice.url("/limited"), &[]).await.status);
+        }
+        out
+    };
+    assert_eq!(statuses().await, vec![200, 200, 429]);
+    // An unrelated change reloads the configuration; the rate limiter keeps its empty bucket.
+    sluice.write("live.yaml", &limited(&o[0].url(), true));
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while get(&sluice.url("/extra"), &[]).await.status != 200 {
+        assert!(Instant::now() < deadline, "reload not applied");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(get(&sluice.url("/limited"), &[]).await.status, 429);
+}

@@ -201,10 +201,20 @@ pub fn build(
         .into_iter()
         .filter_map(|(name, result)| result.ok().map(|s| (name, s)))
         .collect();
+    let middlewares = builder
+        .middlewares
+        .into_iter()
+        .filter_map(|(name, result)| {
+            let middleware = result.ok()?;
+            let config = http.middlewares.get(&name)?;
+            Some((name, (config.to_string(), middleware)))
+        })
+        .collect();
     let runtime = Runtime {
         generation,
         entry_points,
         services,
+        middlewares,
     };
     (runtime, builder.diagnostics)
 }
@@ -247,6 +257,18 @@ impl Builder<'_> {
         let key = format!("middleware {name}");
         if !self.visiting.insert(key.clone()) {
             return Err(format!("middleware `{name}` includes itself"));
+        }
+        // Keep the previous instance when its configuration is unchanged and it refers to
+        // nothing else (chain and errors hold other middlewares and services, which may have
+        // changed), so limits and breakers keep their state across reloads.
+        let fingerprint = config.to_string();
+        let standalone = config.get("chain").is_none() && config.get("errors").is_none();
+        if let Some((old, kept)) = self.previous.and_then(|p| p.middlewares.get(name)) {
+            if standalone && *old == fingerprint {
+                self.visiting.remove(&key);
+                self.middlewares.insert(name.to_owned(), Ok(kept.clone()));
+                return Ok(kept.clone());
+            }
         }
         let provider = name
             .rsplit_once('@')

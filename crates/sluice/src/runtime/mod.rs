@@ -42,6 +42,9 @@ pub struct Runtime {
     pub generation: u64,
     entry_points: HashMap<String, RouteTable<Arc<Router>>>,
     services: HashMap<String, Arc<Service>>,
+    /// Middlewares by name, with the configuration they were built from, so a reload can keep
+    /// the ones that did not change (and their counters: rate-limit buckets, breaker state).
+    middlewares: HashMap<String, (String, Arc<dyn Middleware>)>,
 }
 
 impl Runtime {

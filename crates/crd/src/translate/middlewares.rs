@@ -96,6 +96,17 @@ pub fn build_middlewares(
         }
 
         if failed.is_none() {
+            if let Some(Value::Object(redis)) = spec
+                .get_mut("rateLimit")
+                .and_then(|rl| rl.get_mut("redis"))
+            {
+                if let Err(e) = resolve_redis(store, ns, redis) {
+                    failed = Some(e);
+                }
+            }
+        }
+
+        if failed.is_none() {
             if let Some(Value::Object(errors)) = spec.get_mut("errors") {
                 if let Some(svc) = errors.remove("service") {
                     match serde_json::from_value::<LoadBalancerSpec>(svc) {
@@ -187,6 +198,59 @@ fn secret_bytes(secret: &crate::types::Secret, key: &str) -> Option<Vec<u8>> {
         return Some(v.as_bytes().to_vec());
     }
     crate::base64::decode(secret.data.get(key)?)
+}
+
+/// `rateLimit.redis` in a Middleware: credentials and TLS material come from Secrets
+/// (`secret`: keys `username`/`password`; `tls.caSecret`: the CA; `tls.certSecret`:
+/// `tls.crt`/`tls.key`) and are written inline, as Traefik's CRD provider does.
+fn resolve_redis(
+    store: &Store<'_>,
+    ns: &str,
+    redis: &mut serde_json::Map<String, Value>,
+) -> Result<(), (String, String)> {
+    let text = |secret: &crate::types::Secret, key: &str| {
+        secret_bytes(secret, key).map(|b| String::from_utf8_lossy(&b).into_owned())
+    };
+    if let Some(Value::String(name)) = redis.remove("secret") {
+        let secret = auth_secret(store, ns, &name, "spec.rateLimit.redis.secret")?;
+        for key in ["username", "password"] {
+            if let Some(value) = text(secret, key).filter(|v| !v.is_empty()) {
+                redis.insert(key.into(), json!(value));
+            }
+        }
+    }
+    if let Some(Value::Object(tls)) = redis.get_mut("tls") {
+        if let Some(Value::String(name)) = tls.remove("caSecret") {
+            let secret = auth_secret(store, ns, &name, "spec.rateLimit.redis.tls.caSecret")?;
+            let ca = ["ca", "tls.ca", "ca.crt"]
+                .iter()
+                .find_map(|k| text(secret, k))
+                .ok_or_else(|| {
+                    (
+                        "spec.rateLimit.redis.tls.caSecret".to_string(),
+                        format!("secret '{ns}/{name}' has no CA (keys ca, tls.ca or ca.crt)"),
+                    )
+                })?;
+            tls.insert("ca".into(), json!(ca));
+        }
+        if let Some(Value::String(name)) = tls.remove("certSecret") {
+            let secret = auth_secret(store, ns, &name, "spec.rateLimit.redis.tls.certSecret")?;
+            for (key, field) in [("tls.crt", "cert"), ("tls.key", "key")] {
+                let value = text(secret, key).ok_or_else(|| {
+                    (
+                        "spec.rateLimit.redis.tls.certSecret".to_string(),
+                        format!("secret '{ns}/{name}' is missing {key}"),
+                    )
+                })?;
+                tls.insert(field.into(), json!(value));
+            }
+        }
+    }
+    // Go's omitempty: a zero database number is not written.
+    if redis.get("db").and_then(Value::as_i64) == Some(0) {
+        redis.remove("db");
+    }
+    Ok(())
 }
 
 /// Looks a Secret up for a middleware; errors are Traefik's wording.

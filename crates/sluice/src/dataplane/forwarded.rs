@@ -81,10 +81,9 @@ pub fn apply(headers: &mut HeaderMap, origin: &Origin<'_>) {
     if !origin.trusted {
         strip_managed(headers);
     }
-    let ip = Some(origin.client_ip.clone());
-    if let Some(ip) = &ip {
-        headers.entry(X_REAL_IP).or_insert_with(|| ip.clone());
-    }
+    headers
+        .entry(X_REAL_IP)
+        .or_insert_with(|| origin.client_ip.clone());
     let secure = origin.tls;
     let proto = match (origin.websocket, secure) {
         (true, true) => "wss",
@@ -110,7 +109,6 @@ pub fn apply(headers: &mut HeaderMap, origin: &Origin<'_>) {
         headers.insert(X_FORWARDED_HOST, origin.host_value.clone());
     }
     headers.insert(X_FORWARDED_SERVER, origin.server_name.clone());
-    append_forwarded_for(headers, ip);
 }
 
 /// Removes every managed header, in `-` and `_` spellings.
@@ -133,9 +131,21 @@ fn strip_managed(headers: &mut HeaderMap) {
     }
 }
 
+/// The connection's client, carried in a request's extensions from the entry point to the
+/// upstream step, where it is appended to X-Forwarded-For (as Traefik's proxy does: middlewares
+/// see the X-Forwarded-For the client sent, without Sluice's own entry).
+#[derive(Debug, Clone)]
+pub struct ClientAddress(pub HeaderValue);
+
+/// Appends the client recorded in `extensions` (if any) to X-Forwarded-For.
+pub fn append_client(headers: &mut HeaderMap, extensions: &http::Extensions) {
+    if let Some(ClientAddress(ip)) = extensions.get::<ClientAddress>() {
+        append_forwarded_for(headers, ip.clone());
+    }
+}
+
 /// `X-Forwarded-For: <prior values, folded>, <client>`.
-fn append_forwarded_for(headers: &mut HeaderMap, ip: Option<HeaderValue>) {
-    let Some(ip) = ip else { return };
+fn append_forwarded_for(headers: &mut HeaderMap, ip: HeaderValue) {
     let mut values = headers.get_all(&X_FORWARDED_FOR).iter();
     let value = match (values.next(), values.next()) {
         (None, _) => ip,
@@ -201,6 +211,8 @@ mod tests {
             &mut headers,
             &origin(false, "example.com:8080", &host, &name),
         );
+        assert!(!headers.contains_key("x-forwarded-for"), "the untrusted value is gone");
+        append_forwarded_for(&mut headers, HeaderValue::from_static("10.1.2.3"));
         assert_eq!(headers["x-forwarded-for"], "10.1.2.3");
         assert_eq!(headers["x-real-ip"], "10.1.2.3");
         assert_eq!(headers["x-forwarded-proto"], "http");
@@ -219,6 +231,7 @@ mod tests {
         headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
         let host = HeaderValue::from_static("example.com");
         apply(&mut headers, &origin(true, "example.com", &host, &name));
+        append_forwarded_for(&mut headers, HeaderValue::from_static("10.1.2.3"));
         assert_eq!(headers["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 10.1.2.3");
         assert_eq!(headers["x-forwarded-proto"], "https");
         assert_eq!(headers["x-forwarded-port"], "80");

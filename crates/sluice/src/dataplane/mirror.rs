@@ -49,6 +49,7 @@ pub async fn serve(
     *head.method_mut() = parts.method.clone();
     *head.version_mut() = parts.version;
     *head.headers_mut() = parts.headers.clone();
+    *head.extensions_mut() = parts.extensions.clone();
     let copies = mirror_body.map(|body| MirrorCopy {
         head,
         path_and_query: path_and_query.clone(),
@@ -104,6 +105,7 @@ impl MirrorCopy {
         *request.method_mut() = self.head.method().clone();
         *request.version_mut() = self.head.version();
         *request.headers_mut() = self.head.headers().clone();
+        *request.extensions_mut() = self.head.extensions().clone();
         Outgoing {
             request,
             path_and_query: self.path_and_query.clone(),

@@ -9,6 +9,10 @@
 //! the connection can take another request; a response that is dropped half-read closes its
 //! connection instead. Idle connections are closed after the transport's idle timeout, and a
 //! host keeps at most `max_idle` of them (Go's `MaxIdleConnsPerHost`).
+//!
+//! `https://` origins go through the same pool with a TLS [`Connector`] when they speak
+//! HTTP/1.1, and through an [`H2Pool`] (one shared HTTP/2 connection per host and worker) when
+//! ALPN negotiates h2.
 
 use std::collections::{HashMap, VecDeque};
 use std::error::Error as StdError;
@@ -23,8 +27,13 @@ use http::uri::Authority;
 use http::{Request, Response};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 
 use super::body::ProxyBody;
 
@@ -46,6 +55,8 @@ pub struct PoolSettings {
 pub enum PoolError {
     /// The TCP connection could not be opened (a dial timeout is an `io::ErrorKind::TimedOut`).
     Connect(std::io::Error),
+    /// The TLS handshake failed (the rustls error is the source) or timed out.
+    Tls(std::io::Error),
     /// The connection failed during the HTTP exchange.
     Http(hyper::Error),
 }
@@ -54,6 +65,7 @@ impl std::fmt::Display for PoolError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             PoolError::Connect(_) => f.write_str("cannot connect"),
+            PoolError::Tls(_) => f.write_str("TLS handshake failed"),
             PoolError::Http(_) => f.write_str("request failed"),
         }
     }
@@ -62,16 +74,119 @@ impl std::fmt::Display for PoolError {
 impl StdError for PoolError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         match self {
-            PoolError::Connect(e) => Some(e),
+            PoolError::Connect(e) | PoolError::Tls(e) => Some(e),
             PoolError::Http(e) => Some(e),
         }
     }
+}
+
+/// Go's fixed `TLSHandshakeTimeout` of Traefik's transports.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a pool puts on top of the TCP connections it dials.
+#[derive(Debug, Clone)]
+pub enum Connector {
+    /// Cleartext (`http://`).
+    Plain,
+    /// TLS (`https://`).
+    Tls(TlsConnector),
+    /// A transport whose TLS configuration could not be built: every dial fails with this.
+    Broken(String),
+}
+
+impl Connector {
+    fn default_port(&self) -> u16 {
+        match self {
+            Connector::Plain => 80,
+            Connector::Tls(_) | Connector::Broken(_) => 443,
+        }
+    }
+}
+
+/// A TLS client configuration and the name to present and verify.
+#[derive(Debug, Clone)]
+pub struct TlsConnector {
+    /// Built once per transport (roots, client certificate, versions, ALPN).
+    pub config: Arc<ClientConfig>,
+    /// `serverName`; None: the origin's host.
+    pub server_name: Option<ServerName<'static>>,
+}
+
+impl TlsConnector {
+    /// Runs the TLS handshake on `tcp`, bounded by the TLS handshake timeout.
+    async fn handshake(
+        &self,
+        authority: &Authority,
+        tcp: TcpStream,
+    ) -> Result<TlsStream<TcpStream>, PoolError> {
+        let name = match &self.server_name {
+            Some(name) => name.clone(),
+            None => {
+                crate::runtime::transport::tls::host_server_name(authority.host()).map_err(|e| {
+                    PoolError::Tls(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+                })?
+            }
+        };
+        let connector = tokio_rustls::TlsConnector::from(self.config.clone());
+        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, connector.connect(name, tcp))
+            .await
+            .map_err(|_| {
+                PoolError::Tls(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("TLS handshake timeout ({TLS_HANDSHAKE_TIMEOUT:?})"),
+                ))
+            })?
+            .map_err(PoolError::Tls)
+    }
+}
+
+/// Opens a TCP connection to `authority` within the dial timeout, with Sluice's socket options.
+async fn dial_tcp(
+    settings: &PoolSettings,
+    authority: &Authority,
+    default_port: u16,
+) -> Result<TcpStream, PoolError> {
+    let stream = tokio::time::timeout(settings.dial_timeout, dial(authority, default_port))
+        .await
+        .map_err(|_| {
+            PoolError::Connect(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("dial timeout ({:?})", settings.dial_timeout),
+            ))
+        })?
+        .map_err(PoolError::Connect)?;
+    // Requests are written whole; Nagle would only delay the next small one.
+    let _ = stream.set_nodelay(true);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(settings.tcp_keepalive)
+        .with_interval(settings.tcp_keepalive);
+    let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+    Ok(stream)
+}
+
+/// Starts an HTTP/1.1 connection over `io`, its connection task on the current worker.
+async fn handshake_http1<I>(io: I) -> Result<SendRequest<ProxyBody>, PoolError>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = http1::Builder::new()
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(PoolError::Http)?;
+    tokio::spawn(async move {
+        // Upgrades: the connection hands its socket over to the 101 response's `OnUpgrade`.
+        if let Err(error) = connection.with_upgrades().await {
+            tracing::debug!(%error, "origin connection ended with an error");
+        }
+    });
+    Ok(sender)
 }
 
 /// One worker's HTTP/1.1 connections of one transport, by origin address.
 #[derive(Debug)]
 pub struct Pool {
     settings: PoolSettings,
+    connector: Connector,
     hosts: Mutex<HashMap<Authority, Arc<Host>>>,
 }
 
@@ -97,10 +212,11 @@ struct Idle {
 }
 
 impl Pool {
-    /// An empty pool.
-    pub fn new(settings: PoolSettings) -> Self {
+    /// An empty pool whose connections are opened with `connector`.
+    pub fn new(settings: PoolSettings, connector: Connector) -> Self {
         Self {
             settings,
+            connector,
             hosts: Mutex::default(),
         }
     }
@@ -137,6 +253,26 @@ impl Pool {
         Ok(host.wrap(sender, response))
     }
 
+    /// Sends `request` over a connection the caller already opened (a TLS connection whose
+    /// ALPN chose HTTP/1.1); the connection joins this pool afterwards.
+    pub async fn send_over<I>(
+        &self,
+        authority: &Authority,
+        io: I,
+        request: Request<ProxyBody>,
+    ) -> Result<Response<ProxyBody>, PoolError>
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let host = self.host(authority);
+        let mut sender = handshake_http1(io).await?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(PoolError::Http)?;
+        Ok(host.wrap(sender, response))
+    }
+
     fn host(&self, authority: &Authority) -> Arc<Host> {
         let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(host) = hosts.get(authority) {
@@ -152,38 +288,21 @@ impl Pool {
 
     /// Opens a connection and starts its connection task on the current worker.
     async fn connect(&self, authority: &Authority) -> Result<SendRequest<ProxyBody>, PoolError> {
-        let stream = tokio::time::timeout(self.settings.dial_timeout, dial(authority))
-            .await
-            .map_err(|_| {
-                PoolError::Connect(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("dial timeout ({:?})", self.settings.dial_timeout),
-                ))
-            })?
-            .map_err(PoolError::Connect)?;
-        // Requests are written whole; Nagle would only delay the next small one.
-        let _ = stream.set_nodelay(true);
-        let keepalive = socket2::TcpKeepalive::new()
-            .with_time(self.settings.tcp_keepalive)
-            .with_interval(self.settings.tcp_keepalive);
-        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
-        let (sender, connection) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(PoolError::Http)?;
-        tokio::spawn(async move {
-            // Upgrades: the connection hands its socket over to the 101 response's `OnUpgrade`.
-            if let Err(error) = connection.with_upgrades().await {
-                tracing::debug!(%error, "origin connection ended with an error");
-            }
-        });
-        Ok(sender)
+        if let Connector::Broken(reason) = &self.connector {
+            return Err(PoolError::Tls(std::io::Error::other(reason.clone())));
+        }
+        let tcp = dial_tcp(&self.settings, authority, self.connector.default_port()).await?;
+        match &self.connector {
+            Connector::Tls(tls) => handshake_http1(tls.handshake(authority, tcp).await?).await,
+            Connector::Plain | Connector::Broken(_) => handshake_http1(tcp).await,
+        }
     }
 }
 
-/// Connects to the first address of `authority` that accepts (port 80 when none is given).
-async fn dial(authority: &Authority) -> std::io::Result<TcpStream> {
-    let port = authority.port_u16().unwrap_or(80);
+/// Connects to the first address of `authority` that accepts (`default_port` when none is
+/// given).
+async fn dial(authority: &Authority, default_port: u16) -> std::io::Result<TcpStream> {
+    let port = authority.port_u16().unwrap_or(default_port);
     let host = authority.host();
     let literal = host
         .strip_prefix('[')
@@ -355,4 +474,129 @@ impl Drop for PooledBody {
             self.release();
         }
     }
+}
+
+/// HTTP/2 keep-alive of origin connections (`readIdleTimeout`, `pingTimeout`).
+#[derive(Debug, Clone, Copy)]
+pub struct H2Settings {
+    /// Ping a connection that received nothing for this long (None: never).
+    pub keep_alive_interval: Option<Duration>,
+    /// Close the connection when a ping is not answered within this time.
+    pub keep_alive_timeout: Duration,
+}
+
+/// One worker's `https://` connections of one transport that may negotiate HTTP/2.
+///
+/// The first request to a host dials with ALPN `h2, http/1.1`. If the origin picks h2, that
+/// connection is kept and shared by every later request (HTTP/2 multiplexes); if it picks
+/// HTTP/1.1, the request goes over that connection through the HTTP/1.1 pool, and the host is
+/// remembered as HTTP/1.1-only so later requests go straight to that pool.
+#[derive(Debug)]
+pub struct H2Pool {
+    settings: PoolSettings,
+    h2: H2Settings,
+    tls: TlsConnector,
+    hosts: Mutex<HashMap<Authority, H2Host>>,
+}
+
+#[derive(Debug, Clone)]
+enum H2Host {
+    Http2(http2::SendRequest<ProxyBody>),
+    /// ALPN chose HTTP/1.1 at this time; asked again after the idle timeout.
+    Http1(Instant),
+}
+
+impl H2Pool {
+    /// An empty pool dialling with `tls` (whose ALPN must offer h2).
+    pub fn new(settings: PoolSettings, h2: H2Settings, tls: TlsConnector) -> Self {
+        Self {
+            settings,
+            h2,
+            tls,
+            hosts: Mutex::default(),
+        }
+    }
+
+    /// Sends `request` (origin-form URI, Host set) to `authority`, over HTTP/2 when the origin
+    /// negotiates it, else over HTTP/1.1 through `http1` (a pool of this transport dialling TLS
+    /// with ALPN `http/1.1`).
+    pub async fn send(
+        &self,
+        authority: &Authority,
+        http1: &Pool,
+        request: Request<ProxyBody>,
+    ) -> Result<Response<ProxyBody>, PoolError> {
+        let known = {
+            let hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+            hosts.get(authority).cloned()
+        };
+        match known {
+            Some(H2Host::Http2(sender)) if !sender.is_closed() => {
+                return send_h2(sender, authority, request).await;
+            }
+            Some(H2Host::Http1(since)) if since.elapsed() < self.settings.idle_timeout => {
+                return http1.send(authority, request).await;
+            }
+            _ => {}
+        }
+        let tcp = dial_tcp(&self.settings, authority, 443).await?;
+        let stream = self.tls.handshake(authority, tcp).await?;
+        if stream.get_ref().1.alpn_protocol() != Some(b"h2".as_slice()) {
+            self.remember(authority, H2Host::Http1(Instant::now()));
+            return http1.send_over(authority, stream, request).await;
+        }
+        let mut builder = http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .keep_alive_interval(self.h2.keep_alive_interval)
+            .keep_alive_timeout(self.h2.keep_alive_timeout);
+        let (sender, connection) = builder
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(PoolError::Http)?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "origin HTTP/2 connection ended with an error");
+            }
+        });
+        // Concurrent first requests may each dial; the last connection stored is the one
+        // shared afterwards, the others close once their request is done.
+        self.remember(authority, H2Host::Http2(sender.clone()));
+        send_h2(sender, authority, request).await
+    }
+
+    fn remember(&self, authority: &Authority, host: H2Host) {
+        let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        hosts.insert(authority.clone(), host);
+    }
+}
+
+/// Sends a request on an HTTP/2 connection: absolute URI (`:scheme`, `:authority`) whose
+/// authority is the Host the request carries, as Go's HTTP/2 transport does with `req.Host`.
+async fn send_h2(
+    mut sender: http2::SendRequest<ProxyBody>,
+    authority: &Authority,
+    mut request: Request<ProxyBody>,
+) -> Result<Response<ProxyBody>, PoolError> {
+    let host = request
+        .headers_mut()
+        .remove(http::header::HOST)
+        .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+        .unwrap_or_else(|| authority.clone());
+    let mut parts = request.uri().clone().into_parts();
+    parts.scheme = Some(http::uri::Scheme::HTTPS);
+    parts.authority = Some(host);
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    }
+    *request.uri_mut() = http::Uri::from_parts(parts).map_err(|e| {
+        PoolError::Connect(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+    })?;
+    *request.version_mut() = http::Version::HTTP_2;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(PoolError::Http)?;
+    let (parts, body) = response.into_parts();
+    Ok(Response::from_parts(parts, super::body::boxed(body)))
 }

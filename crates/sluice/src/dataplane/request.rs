@@ -143,6 +143,9 @@ async fn route_and_forward(
             server_name: &shared.server_name,
         },
     );
+    request
+        .extensions_mut()
+        .insert(forwarded::ClientAddress(connection.peer_ip.clone()));
     let upgrade = upgrade.map(|protocol| (protocol, hyper::upgrade::on(&mut request)));
     let (parts, body) = request.into_parts();
     let outgoing = Outgoing {
@@ -253,8 +256,11 @@ pub async fn serve(
 async fn forward_tracked(
     lb: &LoadBalancer,
     server: &Arc<Server>,
-    outgoing: Outgoing,
+    mut outgoing: Outgoing,
 ) -> Result<Response<ProxyBody>, ProxyError> {
+    let extensions = std::mem::take(outgoing.request.extensions_mut());
+    forwarded::append_client(outgoing.request.headers_mut(), &extensions);
+    *outgoing.request.extensions_mut() = extensions;
     if !lb.strategy.tracks_load() && lb.passive.is_none() {
         return upstream::forward(lb, server, outgoing).await;
     }
@@ -357,6 +363,7 @@ fn serve_failover(failover: &Failover, outgoing: Outgoing) -> Answer<'_> {
             *request.uri_mut() = parts.uri.clone();
             *request.version_mut() = parts.version;
             *request.headers_mut() = parts.headers.clone();
+            *request.extensions_mut() = parts.extensions.clone();
             request
         };
         let first = Outgoing {

@@ -40,10 +40,11 @@ pub async fn forward(
             .map_err(|e| ProxyError::BadRequest(format!("path cannot be forwarded: {e}")))?,
         None => path_and_query,
     };
-    // HTTP/1.1 connections are ours and take the origin-form target as is; the h2c client
+    // HTTP/1.1 connections are ours and take the origin-form target as is (so do https
+    // connections: the HTTP/2 pool fills in `:scheme` and `:authority` itself); the h2c client
     // wants the absolute form to pick its connection and fill in `:authority`.
     *request.uri_mut() = match server.protocol {
-        Protocol::Http => Uri::from(path_and_query),
+        Protocol::Http | Protocol::Https => Uri::from(path_and_query),
         Protocol::H2c => Uri::builder()
             .scheme(Scheme::HTTP)
             .authority(server.authority.clone())
@@ -52,7 +53,7 @@ pub async fn forward(
             .map_err(|e| ProxyError::Internal(format!("upstream URI: {e}")))?,
     };
     *request.version_mut() = match server.protocol {
-        Protocol::Http => Version::HTTP_11,
+        Protocol::Http | Protocol::Https => Version::HTTP_11,
         Protocol::H2c => Version::HTTP_2,
     };
     let headers = request.headers_mut();
@@ -68,6 +69,8 @@ pub async fn forward(
     headers.insert(header::HOST, host);
 
     let transport = &lb.transport;
+    // Upgrades need HTTP/1.1 (as in Traefik), so they never take the HTTP/2 pool.
+    let https2 = transport.https2().filter(|_| upgrade.is_none());
     let sent = async {
         match server.protocol {
             Protocol::Http => transport
@@ -75,6 +78,14 @@ pub async fn forward(
                 .send(&server.authority, request)
                 .await
                 .map_err(|e| classify(&server.url, &e)),
+            Protocol::Https => match https2 {
+                Some(pool) => {
+                    pool.send(&server.authority, transport.https1(), request)
+                        .await
+                }
+                None => transport.https1().send(&server.authority, request).await,
+            }
+            .map_err(|e| classify(&server.url, &e)),
             Protocol::H2c => match transport.h2c().request(request).await {
                 Ok(response) => {
                     let (parts, body) = response.into_parts();
@@ -124,7 +135,8 @@ async fn tunnel(client: OnUpgrade, origin: OnUpgrade) {
     }
 }
 
-/// Sorts a client error into 504 (timed out) or 502 (anything else the origin did).
+/// Sorts a client error into 504 (timed out) or 502 (anything else the origin did, TLS
+/// failures included: the reason, logged, carries the rustls error, e.g. an unknown issuer).
 fn classify(server: &str, error: &(dyn std::error::Error + 'static)) -> ProxyError {
     let mut source = error.source();
     let mut reason = error.to_string();

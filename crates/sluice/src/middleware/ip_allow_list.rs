@@ -103,7 +103,7 @@ impl IpStrategy {
                 }
             }
             IpStrategy::Depth { depth, ipv6_subnet } => {
-                let entries = received_forwarded_for(connection, headers);
+                let entries = received_forwarded_for(headers);
                 // An absent header counts as one empty entry, as Go's split does.
                 let entries: Vec<&str> = if entries.is_empty() {
                     vec![""]
@@ -119,7 +119,7 @@ impl IpStrategy {
                     _ => entry.to_owned(),
                 }
             }
-            IpStrategy::Excluded(excluded) => received_forwarded_for(connection, headers)
+            IpStrategy::Excluded(excluded) => received_forwarded_for(headers)
                 .into_iter()
                 .rev()
                 .filter(|entry| !entry.is_empty())
@@ -130,29 +130,13 @@ impl IpStrategy {
     }
 }
 
-/// Whether Sluice has already appended the peer to X-Forwarded-For when middlewares run.
-///
-/// Traefik's middlewares see the header as the client sent it (several header lines folded into
-/// one); Traefik appends the peer only when it forwards upstream. Sluice currently appends it at
-/// the entry point, before the chain runs, so the last entry is ours and is skipped here. Set
-/// this to `false` once the append moves to the upstream step.
-const PEER_APPENDED_BEFORE_MIDDLEWARES: bool = true;
-
-/// The X-Forwarded-For entries as the client sent them (trimmed, in order), without the entry
-/// Sluice appended for the peer.
-pub fn received_forwarded_for<'h>(connection: &Connection, headers: &'h HeaderMap) -> Vec<&'h str> {
+/// The X-Forwarded-For entries as the client sent them (trimmed, in order).
+pub fn received_forwarded_for<'h>(headers: &'h HeaderMap) -> Vec<&'h str> {
     let Some(value) = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) else {
         return Vec::new();
     };
-    let mut entries: Vec<&str> = value.split(',').map(str::trim).collect();
-    if PEER_APPENDED_BEFORE_MIDDLEWARES
-        && entries
-            .last()
-            .is_some_and(|last| last.as_bytes() == connection.peer_ip.as_bytes())
-    {
-        entries.pop();
-    }
-    entries
+    // Middlewares run before the upstream step appends the peer, so this is what was received.
+    value.split(',').map(str::trim).collect()
 }
 
 /// The first address of `ip`'s IPv6 subnet of `bits` bits; IPv4 addresses are unchanged.
@@ -307,13 +291,12 @@ mod tests {
 
     /// Headers as Sluice hands them to middlewares: the peer appended to what was received.
     fn xff(received: &str, peer: &str) -> HeaderMap {
+        // What middlewares see: the header as received; the peer is appended later, upstream.
+        let _ = peer;
         let mut h = HeaderMap::new();
-        let value = if received.is_empty() {
-            peer.to_owned()
-        } else {
-            format!("{received}, {peer}")
-        };
-        h.insert("x-forwarded-for", HeaderValue::from_str(&value).unwrap());
+        if !received.is_empty() {
+            h.insert("x-forwarded-for", HeaderValue::from_str(received).unwrap());
+        }
         h
     }
 

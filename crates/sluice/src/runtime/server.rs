@@ -9,6 +9,8 @@ pub enum Protocol {
     Http,
     /// HTTP/2 with prior knowledge over TCP (`h2c://`).
     H2c,
+    /// TLS (`https://`): HTTP/2 or HTTP/1.1 as ALPN decides, per the servers transport.
+    Https,
 }
 
 /// One origin of a load balancer, parsed once when the runtime is built.
@@ -29,7 +31,7 @@ pub enum ServerUrlError {
     Invalid(String, String),
     #[error("`{0}` has no host")]
     NoHost(String),
-    #[error("`{0}` uses scheme `{1}`; supported schemes are http and h2c (https origins come with serversTransports TLS)")]
+    #[error("`{0}` uses scheme `{1}`; supported schemes are http, https and h2c")]
     Scheme(String, String),
 }
 
@@ -41,6 +43,7 @@ impl Server {
         })?;
         let protocol = match uri.scheme() {
             Some(s) if *s == Scheme::HTTP => Protocol::Http,
+            Some(s) if *s == Scheme::HTTPS => Protocol::Https,
             Some(s) if s.as_str().eq_ignore_ascii_case("h2c") => Protocol::H2c,
             Some(s) => return Err(ServerUrlError::Scheme(url.to_owned(), s.to_string())),
             None => {
@@ -82,6 +85,9 @@ mod tests {
         let s = Server::parse("h2c://10.0.0.1:9000/base/", true).unwrap();
         assert_eq!(s.protocol, Protocol::H2c);
         assert_eq!(s.base_path.as_deref(), Some("/base"));
+        let s = Server::parse("https://origin.example", false).unwrap();
+        assert_eq!(s.protocol, Protocol::Https);
+        assert_eq!(s.authority.as_str(), "origin.example");
     }
 
     #[test]

@@ -295,7 +295,7 @@ impl ForwardAuth {
             Some(_) => {
                 if headers.contains_key("x-forwarded-for") {
                     // What the client sent (as Traefik's middlewares see it), then the peer.
-                    let mut received = received_forwarded_for(connection, original);
+                    let mut received = received_forwarded_for(original);
                     let peer_text = peer.to_str().unwrap_or("");
                     received.push(peer_text);
                     let joined = received.join(", ");

@@ -60,11 +60,28 @@ mkdir -p "$work/dynamic"
   echo "    bench:"
   echo "      rule: \"Host(\`bench.local\`)\""
   echo "      service: bench"
+  # The same route behind a chain of five common middlewares (compress is configured but wrk
+  # sends no Accept-Encoding, so nothing is compressed), to measure the chain's overhead.
+  echo "    bench-chain:"
+  echo "      rule: \"Host(\`bench-chain.local\`)\""
+  echo "      middlewares: [headers, strip, limit, allow, compress]"
+  echo "      service: bench"
   for i in $(seq 1 "$ROUTERS"); do
     echo "    r$i:"
     echo "      rule: \"Host(\`svc-$i.example.com\`) && PathPrefix(\`/api\`)\""
     echo "      service: bench"
   done
+  echo "  middlewares:"
+  echo "    headers:"
+  echo "      headers: {customRequestHeaders: {X-Bench: chain}, customResponseHeaders: {X-Served-By: sluice}}"
+  echo "    strip:"
+  echo "      stripPrefix: {prefixes: [/api]}"
+  echo "    limit:"
+  echo "      rateLimit: {average: 100000000, burst: 100000000}"
+  echo "    allow:"
+  echo "      ipAllowList: {sourceRange: [127.0.0.1/32]}"
+  echo "    compress:"
+  echo "      compress: {}"
   echo "  services:"
   echo "    bench:"
   echo "      loadBalancer:"
@@ -144,9 +161,9 @@ ticks() {
 hz=$(getconf CLK_TCK)
 
 run() {
-  local name=$1 addr=$2 pid=$3 out before after
+  local name=$1 addr=$2 pid=$3 host=${4:-bench.local} path=${5:-/} out before after
   before=$(ticks "$pid")
-  out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -H 'Host: bench.local' "http://$addr/" 2>&1)
+  out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -H "Host: $host" "http://$addr$path" 2>&1)
   after=$(ticks "$pid")
   local rps p99 errors requests cpu
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
@@ -166,4 +183,5 @@ run "direct origin" $O1 "$origin_pid"
 run "sluice" $S "$sluice_pid"
 run "nginx" $N "$nginx_pid"
 run "haproxy" $H "$haproxy_pid"
-awk '{r[$1]=$2} END {if (r["nginx"]>0) printf "sluice/nginx throughput ratio: %.2f\n", r["sluice"]/r["nginx"]; if (r["haproxy"]>0) printf "sluice/haproxy throughput ratio: %.2f\n", r["sluice"]/r["haproxy"]}' "$work/results"
+run "sluice+chain" $S "$sluice_pid" bench-chain.local /api/
+awk '{r[$1]=$2} END {if (r["sluice+chain"]>0) printf "5-middleware chain: %.2f of plain sluice throughput\n", r["sluice+chain"]/r["sluice"]; if (r["nginx"]>0) printf "sluice/nginx throughput ratio: %.2f\n", r["sluice"]/r["nginx"]; if (r["haproxy"]>0) printf "sluice/haproxy throughput ratio: %.2f\n", r["sluice"]/r["haproxy"]}' "$work/results"

@@ -173,11 +173,7 @@ async fn https_origins_through_servers_transports() {
             (router.to_owned(), service.to_owned())
         })
         .unzip();
-    let config = format!(
-        "http:\n  routers:\n{}  services:\n{}  serversTransports:\n{}",
-        routers.concat(),
-        services.concat(),
-        format!(
+    let transports = format!(
             "    insecure:\n      insecureSkipVerify: true\n\
              \x20   rootfile:\n      rootCAs:\n        - {cert_path}\n\
              \x20   rootinline:\n      rootCAs:\n        - {inline_cert}\n\
@@ -191,7 +187,11 @@ async fn https_origins_through_servers_transports() {
             client_cert_path = client_cert_path.display(),
             client_key_path = client_key_path.display(),
             inline_client_cert = serde_json::to_string(&client_cert).expect("json"),
-        )
+    );
+    let config = format!(
+        "http:\n  routers:\n{}  services:\n{}  serversTransports:\n{transports}",
+        routers.concat(),
+        services.concat(),
     );
     let sluice = Sluice::start(&[("dynamic.yml", config.clone())], &[]).await;
     sluice

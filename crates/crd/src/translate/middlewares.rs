@@ -96,9 +96,8 @@ pub fn build_middlewares(
         }
 
         if failed.is_none() {
-            if let Some(Value::Object(redis)) = spec
-                .get_mut("rateLimit")
-                .and_then(|rl| rl.get_mut("redis"))
+            if let Some(Value::Object(redis)) =
+                spec.get_mut("rateLimit").and_then(|rl| rl.get_mut("redis"))
             {
                 if let Err(e) = resolve_redis(store, ns, redis) {
                     failed = Some(e);

@@ -211,7 +211,10 @@ mod tests {
             &mut headers,
             &origin(false, "example.com:8080", &host, &name),
         );
-        assert!(!headers.contains_key("x-forwarded-for"), "the untrusted value is gone");
+        assert!(
+            !headers.contains_key("x-forwarded-for"),
+            "the untrusted value is gone"
+        );
         append_forwarded_for(&mut headers, HeaderValue::from_static("10.1.2.3"));
         assert_eq!(headers["x-forwarded-for"], "10.1.2.3");
         assert_eq!(headers["x-real-ip"], "10.1.2.3");

@@ -131,7 +131,7 @@ impl IpStrategy {
 }
 
 /// The X-Forwarded-For entries as the client sent them (trimmed, in order).
-pub fn received_forwarded_for<'h>(headers: &'h HeaderMap) -> Vec<&'h str> {
+pub fn received_forwarded_for(headers: &HeaderMap) -> Vec<&str> {
     let Some(value) = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) else {
         return Vec::new();
     };

@@ -139,7 +139,7 @@ fn cipher_suites(names: &[String], all: &[SupportedCipherSuite]) -> Vec<Supporte
             SupportedCipherSuite::Tls13(_) => true,
             SupportedCipherSuite::Tls12(_) => {
                 let name = format!("{:?}", s.suite());
-                wanted.iter().any(|w| *w == name)
+                wanted.contains(&name)
             }
         })
         .copied()
@@ -326,10 +326,7 @@ impl ServerCertVerifier for PeerUriVerifier {
             )) => {}
             Err(e) => return Err(e),
         }
-        if uri_sans(end_entity)
-            .iter()
-            .any(|u| *u == self.uri.as_bytes())
-        {
+        if uri_sans(end_entity).contains(&self.uri.as_bytes()) {
             Ok(ServerCertVerified::assertion())
         } else {
             Err(rustls::Error::General(format!(

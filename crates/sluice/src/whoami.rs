@@ -34,6 +34,7 @@ pub struct Whoami {
     name: String,
     health: AtomicU16,
     requests: AtomicU64,
+    body_bytes: AtomicU64,
 }
 
 impl Whoami {
@@ -43,12 +44,18 @@ impl Whoami {
             name: name.into(),
             health: AtomicU16::new(200),
             requests: AtomicU64::new(0),
+            body_bytes: AtomicU64::new(0),
         })
     }
 
     /// How many requests this origin has answered (health checks included).
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Request body bytes received so far, over all requests.
+    pub fn body_bytes(&self) -> u64 {
+        self.body_bytes.load(Ordering::Relaxed)
     }
 
     /// Serves on `listener` until the task is dropped; dropping it also closes every open
@@ -138,6 +145,7 @@ impl Whoami {
             }
         }
         if received > 0 {
+            self.body_bytes.fetch_add(received, Ordering::Relaxed);
             let _ = writeln!(text, "Body-Bytes: {received}");
         }
         let mut response = Response::new(full(text));

@@ -106,6 +106,11 @@ impl MirrorCopy {
         *request.version_mut() = self.head.version();
         *request.headers_mut() = self.head.headers().clone();
         *request.extensions_mut() = self.head.extensions().clone();
+        if self.body.is_empty() {
+            // Without the body (mirrorBody: false), the copy must not announce one.
+            request.headers_mut().remove(http::header::CONTENT_LENGTH);
+            request.headers_mut().remove(http::header::TRANSFER_ENCODING);
+        }
         Outgoing {
             request,
             path_and_query: self.path_and_query.clone(),

@@ -42,12 +42,25 @@ fn config(main: &str, m1: &str, m2: &str, extra: &str) -> String {
 /// body-byte counts at (main, mirror1, mirror2).
 async fn run(extra: &str, body: &str) -> [(u64, u64); 3] {
     let (o, _) = origins(&["main", "mirror1", "mirror2"]).await;
-    let sluice = Sluice::start(&[("m.yaml", config(&o[0].url(), &o[1].url(), &o[2].url(), extra))], &[]).await;
+    let sluice = Sluice::start(
+        &[(
+            "m.yaml",
+            config(&o[0].url(), &o[1].url(), &o[2].url(), extra),
+        )],
+        &[],
+    )
+    .await;
     let client = common::client();
     for _ in 0..10 {
-        let answer = send(&client, "POST", &sluice.url("/whoami"), &[], body).await.expect("request");
+        let answer = send(&client, "POST", &sluice.url("/whoami"), &[], body)
+            .await
+            .expect("request");
         assert_eq!(answer.origin(), "main");
-        assert!(answer.body.contains(&format!("Body-Bytes: {}", body.len())), "{}", answer.body);
+        assert!(
+            answer.body.contains(&format!("Body-Bytes: {}", body.len())),
+            "{}",
+            answer.body
+        );
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let count = |i: usize| (o[i].whoami.requests(), o[i].whoami.body_bytes());
@@ -63,7 +76,10 @@ async fn mirrors_get_their_share_with_the_same_body() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bodies_over_max_body_size_are_not_mirrored() {
-    assert_eq!(run("        maxBodySize: 8\n", "12345").await, [(10, 50), (1, 5), (5, 25)]);
+    assert_eq!(
+        run("        maxBodySize: 8\n", "12345").await,
+        [(10, 50), (1, 5), (5, 25)]
+    );
     assert_eq!(
         run("        maxBodySize: 8\n", "twenty bytes of body").await,
         [(10, 200), (0, 0), (0, 0)]
@@ -81,11 +97,15 @@ async fn mirror_body_false_mirrors_without_the_body() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_mirror_does_not_slow_the_main_response() {
     let (o, _) = origins(&["main", "mirror2"]).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let slow = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(|_req| async {
                     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -97,13 +117,22 @@ async fn a_slow_mirror_does_not_slow_the_main_response() {
             });
         }
     });
-    let sluice = Sluice::start(&[("m.yaml", config(&o[0].url(), &slow, &o[1].url(), ""))], &[]).await;
+    let sluice = Sluice::start(
+        &[("m.yaml", config(&o[0].url(), &slow, &o[1].url(), ""))],
+        &[],
+    )
+    .await;
     let client = common::client();
     let started = Instant::now();
     // Request 1 is mirrored to the slow mirror (10%: requests 1, 11, ...).
-    let answer = send(&client, "GET", &sluice.url("/"), &[], "").await.expect("request");
+    let answer = send(&client, "GET", &sluice.url("/"), &[], "")
+        .await
+        .expect("request");
     let elapsed = started.elapsed();
     assert_eq!(answer.origin(), "main");
     println!("main response with a 2 s mirror: {elapsed:?}");
-    assert!(elapsed < Duration::from_secs(1), "the main response waited for the mirror: {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(1),
+        "the main response waited for the mirror: {elapsed:?}"
+    );
 }

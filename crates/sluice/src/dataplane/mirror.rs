@@ -109,7 +109,9 @@ impl MirrorCopy {
         if self.body.is_empty() {
             // Without the body (mirrorBody: false), the copy must not announce one.
             request.headers_mut().remove(http::header::CONTENT_LENGTH);
-            request.headers_mut().remove(http::header::TRANSFER_ENCODING);
+            request
+                .headers_mut()
+                .remove(http::header::TRANSFER_ENCODING);
         }
         Outgoing {
             request,

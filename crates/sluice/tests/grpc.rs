@@ -113,3 +113,100 @@ async fn unary_and_server_streaming_calls_keep_their_trailers() {
         assert_eq!(replies, expected, "{method}");
     }
 }
+
+/// A gRPC health server answering `grpc.health.v1.Health/Check` with SERVING or NOT_SERVING
+/// depending on `serving`.
+async fn health_server(serving: std::sync::Arc<std::sync::atomic::AtomicBool>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let serving = serving.clone();
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let serving = serving.clone();
+                        async move {
+                            let path = req.uri().path().to_owned();
+                            let _ = req.into_body().collect().await;
+                            let mut trailers = http::HeaderMap::new();
+                            trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                            // HealthCheckResponse { status: 1 SERVING | 2 NOT_SERVING }.
+                            let status = if serving.load(std::sync::atomic::Ordering::Relaxed) {
+                                1
+                            } else {
+                                2
+                            };
+                            let payload = if path == "/grpc.health.v1.Health/Check" {
+                                message(&[0x08, status])
+                            } else {
+                                message(b"app")
+                            };
+                            let frames: Vec<Result<Frame<Bytes>, Infallible>> =
+                                vec![Ok(Frame::data(payload)), Ok(Frame::trailers(trailers))];
+                            let mut response =
+                                http::Response::new(StreamBody::new(stream::iter(frames)));
+                            response.headers_mut().insert(
+                                "content-type",
+                                http::HeaderValue::from_static("application/grpc"),
+                            );
+                            Ok::<_, Infallible>(response)
+                        }
+                    });
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    format!("h2c://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_health_checks_follow_the_serving_status() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let serving = Arc::new(AtomicBool::new(true));
+    let origin = health_server(serving.clone()).await;
+    let config = format!(
+        "http:\n  routers:\n    grpc:\n      rule: \"PathPrefix(`/`)\"\n      service: grpc\n  services:\n    grpc:\n      loadBalancer:\n        healthCheck: {{mode: grpc, interval: 100ms, timeout: 80ms}}\n        servers:\n          - url: \"{origin}\"\n"
+    );
+    let sluice = Sluice::start(&[("grpc.yaml", config)], &[]).await;
+    let status = || async {
+        common::send(
+            &common::h2c_client(),
+            "POST",
+            &sluice.url("/echo.Echo/Unary"),
+            &[("content-type", "application/grpc")],
+            "",
+        )
+        .await
+        .expect("request")
+        .status
+    };
+    assert_eq!(status().await, 200);
+    serving.store(false, Ordering::Relaxed);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while status().await != 503 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "NOT_SERVING did not take the server out"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    serving.store(true, Ordering::Relaxed);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while status().await != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SERVING did not bring the server back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

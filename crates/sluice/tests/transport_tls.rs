@@ -259,3 +259,50 @@ async fn https_origins_through_servers_transports() {
         "TLS failure reason missing from the log:\n{log}"
     );
 }
+
+/// forwardAuth to an `https://` auth server: refused without trust, allowed with
+/// `tls.insecureSkipVerify` or with the server's certificate as `tls.ca`.
+#[tokio::test(flavor = "multi_thread")]
+async fn forward_auth_over_https() {
+    let (cert, key) = self_signed();
+    let (auth, _auth_task) = https_origin("auth", &cert, &key, &[b"http/1.1"], None).await;
+    let app = common::origin("app").await;
+    let ca = serde_json::to_string(&cert).expect("quote");
+    let config = format!(
+        r#"http:
+  routers:
+    untrusted:
+      rule: "PathPrefix(`/untrusted`)"
+      middlewares: [untrusted]
+      service: app
+    skip:
+      rule: "PathPrefix(`/skip`)"
+      middlewares: [skip]
+      service: app
+    ca:
+      rule: "PathPrefix(`/ca`)"
+      middlewares: [ca]
+      service: app
+  middlewares:
+    untrusted:
+      forwardAuth: {{address: "https://{auth}/auth"}}
+    skip:
+      forwardAuth: {{address: "https://{auth}/auth", tls: {{insecureSkipVerify: true}}}}
+    ca:
+      forwardAuth: {{address: "https://{auth}/auth", tls: {{ca: {ca}}}}}
+  services:
+    app:
+      loadBalancer:
+        servers:
+          - url: "{app}"
+"#,
+        app = app.url()
+    );
+    let sluice = Sluice::start(&[("auth.yml", config)], &[]).await;
+    let untrusted = common::get(&sluice.url("/untrusted"), &[]).await;
+    assert_eq!(untrusted.status, 500, "an unverifiable auth server denies");
+    let skip = common::get(&sluice.url("/skip"), &[]).await;
+    assert_eq!((skip.status, skip.origin()), (200, "app"));
+    let ca = common::get(&sluice.url("/ca"), &[]).await;
+    assert_eq!((ca.status, ca.origin()), (200, "app"));
+}

@@ -116,6 +116,7 @@ pub trait Resolver {
 
 /// Compiles `http.middlewares.NAME` (`config` is the object holding exactly one middleware type).
 pub fn compile(
+    name: &str,
     config: &Value,
     resolver: &mut dyn Resolver,
 ) -> Result<Arc<dyn Middleware>, MiddlewareError> {
@@ -155,7 +156,7 @@ pub fn compile(
         "ipAllowList" | "ipWhiteList" => ip_allow_list::compile(spec).map_err(within),
         "inFlightReq" => in_flight::compile(spec).map_err(within),
         "passTLSClientCert" => pass_tls_client_cert::compile(spec).map_err(within),
-        "rateLimit" => rate_limit::compile(spec).map_err(within),
+        "rateLimit" => rate_limit::compile(name, spec).map_err(within),
         "retry" => retry::compile(spec).map_err(within),
         "circuitBreaker" => circuit_breaker::compile(spec).map_err(within),
         "buffering" => buffering::compile(spec).map_err(within),

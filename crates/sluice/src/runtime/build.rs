@@ -275,6 +275,7 @@ impl Builder<'_> {
             .map(|(_, p)| p.to_owned())
             .unwrap_or_default();
         let result = middleware::compile(
+            name,
             config,
             &mut Lookups {
                 builder: self,

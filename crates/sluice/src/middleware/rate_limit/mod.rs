@@ -407,15 +407,19 @@ pub struct RateLimit {
     store: Store,
 }
 
-/// Compiles `rateLimit`.
-pub fn compile(spec: &Value) -> Result<Arc<dyn Middleware>, MiddlewareError> {
-    compile_with_clock(spec, Arc::new(SystemClock::new())).map(|m| m as Arc<dyn Middleware>)
+/// Compiles `rateLimit` for the middleware named `name` (qualified, e.g. `limit@file`).
+pub fn compile(name: &str, spec: &Value) -> Result<Arc<dyn Middleware>, MiddlewareError> {
+    compile_with_clock(spec, Arc::new(SystemClock::new()), Some(name))
+        .map(|m| m as Arc<dyn Middleware>)
 }
 
-/// Compiles `rateLimit` with the given clock for in-memory buckets (tests).
+/// Compiles `rateLimit` with the given clock for in-memory buckets (tests). Redis keys start
+/// with the middleware's name, so replicas share a limit and two middlewares never do; without
+/// a name, a digest of the options stands in.
 pub fn compile_with_clock(
     spec: &Value,
     clock: Arc<dyn Clock>,
+    name: Option<&str>,
 ) -> Result<Arc<RateLimit>, MiddlewareError> {
     let parsed: Spec = parse_spec(spec)?;
     if parsed.average < 0 {
@@ -435,11 +439,14 @@ pub fn compile_with_clock(
     let burst = parsed.burst.unwrap_or(1).max(1) as u64;
     let limits = Limits::new(parsed.average as u64, period, burst);
     let source = Source::compile(parsed.source_criterion)?;
-    // Instances built from the same configuration must share Redis keys; a digest of the
-    // options is the name they have in common.
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    spec.to_string().hash(&mut hasher);
-    let prefix = format!("{:016x}", hasher.finish());
+    let prefix = match name {
+        Some(name) => name.to_owned(),
+        None => {
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            spec.to_string().hash(&mut hasher);
+            format!("{:016x}", hasher.finish())
+        }
+    };
     let store = match parsed.redis {
         Some(redis_spec) => Store::Redis(Box::new(redis::RedisLimiter::new(redis_spec, limits)?)),
         None => Store::Memory(memory::MemoryLimiter::new(limits, clock)),
@@ -599,15 +606,23 @@ mod tests {
 
     #[test]
     fn source_criteria_are_exclusive_and_validated() {
-        let e = compile(&serde_json::json!({"average": 1, "sourceCriterion": {"requestHost": true, "requestHeaderName": "X"}}))
+        let e = compile("limit@file", &serde_json::json!({"average": 1, "sourceCriterion": {"requestHost": true, "requestHeaderName": "X"}}))
             .unwrap_err();
         assert_eq!(e.field, "sourceCriterion");
-        let e = compile(&serde_json::json!({"average": 1, "sourceCriterion": {"ipStrategy": {"excludedIPs": ["10.0.0.0/8", "nope"]}}}))
+        let e = compile("limit@file", &serde_json::json!({"average": 1, "sourceCriterion": {"ipStrategy": {"excludedIPs": ["10.0.0.0/8", "nope"]}}}))
             .unwrap_err();
         assert_eq!(e.field, "sourceCriterion.ipStrategy.excludedIPs[1]");
-        let e = compile(&serde_json::json!({"average": 1, "perod": "1s"})).unwrap_err();
+        let e = compile(
+            "limit@file",
+            &serde_json::json!({"average": 1, "perod": "1s"}),
+        )
+        .unwrap_err();
         assert_eq!(e.field, "perod");
-        let e = compile(&serde_json::json!({"average": 1, "period": "-1s"})).unwrap_err();
+        let e = compile(
+            "limit@file",
+            &serde_json::json!({"average": 1, "period": "-1s"}),
+        )
+        .unwrap_err();
         assert_eq!(e.field, "period");
     }
 

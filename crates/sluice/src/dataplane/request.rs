@@ -357,15 +357,7 @@ fn serve_failover(failover: &Failover, outgoing: Outgoing) -> Answer<'_> {
             }
         }
         let whole: bytes::Bytes = kept.concat().into();
-        let again = |parts: &http::request::Parts| {
-            let mut request = Request::new(full(whole.clone()));
-            *request.method_mut() = parts.method.clone();
-            *request.uri_mut() = parts.uri.clone();
-            *request.version_mut() = parts.version;
-            *request.headers_mut() = parts.headers.clone();
-            *request.extensions_mut() = parts.extensions.clone();
-            request
-        };
+        let again = |parts: &http::request::Parts| upstream::rebuild(parts, full(whole.clone()));
         let first = Outgoing {
             request: again(&parts),
             path_and_query: path_and_query.clone(),

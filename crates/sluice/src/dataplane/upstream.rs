@@ -11,6 +11,18 @@ use super::hop_by_hop;
 use crate::runtime::server::{Protocol, Server};
 use crate::runtime::service::LoadBalancer;
 
+/// A new request with the head of `parts` (method, URI, version, headers, extensions) and
+/// `body`: how a request is sent again (retries, failover, buffering).
+pub fn rebuild(parts: &http::request::Parts, body: ProxyBody) -> Request<ProxyBody> {
+    let mut request = Request::new(body);
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = parts.uri.clone();
+    *request.version_mut() = parts.version;
+    *request.headers_mut() = parts.headers.clone();
+    *request.extensions_mut() = parts.extensions.clone();
+    request
+}
+
 /// What the request handler hands over for one upstream exchange.
 pub struct Outgoing {
     pub request: Request<ProxyBody>,

@@ -15,7 +15,7 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use http::{header, HeaderValue, Request, Response, StatusCode};
+use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Body;
 use serde::Deserialize;
@@ -224,12 +224,7 @@ impl Middleware for Buffering {
                     // Unreachable: a stream-once request never loops.
                     (None, None) => full(Bytes::new()),
                 };
-                let mut request = Request::new(body);
-                *request.method_mut() = parts.method.clone();
-                *request.uri_mut() = parts.uri.clone();
-                *request.version_mut() = parts.version;
-                *request.headers_mut() = parts.headers.clone();
-                *request.extensions_mut() = parts.extensions.clone();
+                let request = crate::dataplane::upstream::rebuild(&parts, body);
                 let this = Outgoing {
                     request,
                     path_and_query: path_and_query.clone(),

@@ -21,7 +21,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Method, Request};
+use http::Method;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
 use serde::Deserialize;
@@ -166,12 +166,7 @@ impl Middleware for Retry {
             let mut attempt = 1;
             let mut upgrade = upgrade;
             loop {
-                let mut request = Request::new(tape.replay().boxed());
-                *request.method_mut() = parts.method.clone();
-                *request.uri_mut() = parts.uri.clone();
-                *request.version_mut() = parts.version;
-                *request.headers_mut() = parts.headers.clone();
-                *request.extensions_mut() = parts.extensions.clone();
+                let request = crate::dataplane::upstream::rebuild(&parts, tape.replay().boxed());
                 let this = Outgoing {
                     request,
                     path_and_query: path_and_query.clone(),

@@ -9,7 +9,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::htpasswd::{self, Scheme};
-use super::{header_field, line_field, load_user_lines, parse_at, realm, unauthorized};
+use super::{
+    header_field, line_field, load_user_lines, parse_at, pass_authenticated, realm, unauthorized,
+};
 use crate::dataplane::request::Connection;
 use crate::dataplane::upstream::Outgoing;
 use crate::middleware::{Answer, Middleware, MiddlewareError, Next};
@@ -127,17 +129,12 @@ impl Middleware for BasicAuth {
                 tracing::debug!("basicAuth: authentication failed");
                 return Ok(unauthorized(self.challenge.clone()));
             };
-            let headers = outgoing.request.headers_mut();
-            if let Some(field) = &self.header_field {
-                // Whatever the client sent under this name is replaced, never passed on.
-                headers.remove(field);
-                if let Ok(value) = HeaderValue::from_str(&user) {
-                    headers.insert(field.clone(), value);
-                }
-            }
-            if self.remove_header {
-                headers.remove(header::AUTHORIZATION);
-            }
+            pass_authenticated(
+                outgoing.request.headers_mut(),
+                self.header_field.as_ref(),
+                self.remove_header,
+                &user,
+            );
             next.run(outgoing).await
         })
     }

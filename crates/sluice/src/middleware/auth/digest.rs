@@ -17,7 +17,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::htpasswd::constant_time_eq;
-use super::{header_field, line_field, load_user_lines, parse_at, realm, unauthorized};
+use super::{
+    header_field, line_field, load_user_lines, parse_at, pass_authenticated, realm, unauthorized,
+};
 use crate::dataplane::request::Connection;
 use crate::dataplane::upstream::Outgoing;
 use crate::middleware::{Answer, Middleware, MiddlewareError, Next};
@@ -302,16 +304,12 @@ impl Middleware for DigestAuth {
                     return Ok(self.challenge(matches!(refusal, Refusal::Stale)));
                 }
             };
-            let headers = outgoing.request.headers_mut();
-            if let Some(field) = &self.header_field {
-                headers.remove(field);
-                if let Ok(value) = HeaderValue::from_str(&user) {
-                    headers.insert(field.clone(), value);
-                }
-            }
-            if self.remove_header {
-                headers.remove(header::AUTHORIZATION);
-            }
+            pass_authenticated(
+                outgoing.request.headers_mut(),
+                self.header_field.as_ref(),
+                self.remove_header,
+                &user,
+            );
             next.run(outgoing).await
         })
     }

@@ -110,6 +110,26 @@ pub(crate) fn realm(realm: Option<&str>) -> Result<String, MiddlewareError> {
     Ok(realm.to_owned())
 }
 
+/// What basic and digest auth do to an authenticated request: `headerField` carries the user,
+/// `removeHeader` drops the credentials before the origin.
+pub(crate) fn pass_authenticated(
+    headers: &mut http::HeaderMap,
+    header_field: Option<&HeaderName>,
+    remove_header: bool,
+    user: &str,
+) {
+    if let Some(field) = header_field {
+        // Whatever the client sent under this name is replaced, never passed on.
+        headers.remove(field);
+        if let Ok(value) = HeaderValue::from_str(user) {
+            headers.insert(field.clone(), value);
+        }
+    }
+    if remove_header {
+        headers.remove(header::AUTHORIZATION);
+    }
+}
+
 /// The 401 answer of basic and digest auth: `text/plain`, `401 Unauthorized`.
 pub(crate) fn unauthorized(challenge: HeaderValue) -> Response<ProxyBody> {
     let mut response = Response::new(full("401 Unauthorized\n"));

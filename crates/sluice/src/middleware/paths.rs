@@ -324,20 +324,6 @@ impl AddPrefix {
     }
 }
 
-impl Middleware for AddPrefix {
-    fn handle<'a>(
-        &'a self,
-        _: &'a Connection,
-        mut outgoing: Outgoing,
-        next: Next<'a>,
-    ) -> Answer<'a> {
-        match self.rewrite(&mut outgoing) {
-            Ok(()) => next.run(outgoing),
-            Err(response) => answer(*response),
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // stripPrefix
 
@@ -413,20 +399,6 @@ impl StripPrefix {
     }
 }
 
-impl Middleware for StripPrefix {
-    fn handle<'a>(
-        &'a self,
-        _: &'a Connection,
-        mut outgoing: Outgoing,
-        next: Next<'a>,
-    ) -> Answer<'a> {
-        match self.rewrite(&mut outgoing) {
-            Ok(()) => next.run(outgoing),
-            Err(response) => answer(*response),
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // stripPrefixRegex
 
@@ -485,20 +457,6 @@ impl StripPrefixRegex {
     }
 }
 
-impl Middleware for StripPrefixRegex {
-    fn handle<'a>(
-        &'a self,
-        _: &'a Connection,
-        mut outgoing: Outgoing,
-        next: Next<'a>,
-    ) -> Answer<'a> {
-        match self.rewrite(&mut outgoing) {
-            Ok(()) => next.run(outgoing),
-            Err(response) => answer(*response),
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // replacePath
 
@@ -527,20 +485,6 @@ impl ReplacePath {
         // Traefik answers 500 with the decoding error when the configured path is malformed.
         let decoded = unescape(&self.path).map_err(|e| internal_error(&e))?;
         set_path(outgoing, &escaped_path(&self.path, &decoded))
-    }
-}
-
-impl Middleware for ReplacePath {
-    fn handle<'a>(
-        &'a self,
-        _: &'a Connection,
-        mut outgoing: Outgoing,
-        next: Next<'a>,
-    ) -> Answer<'a> {
-        match self.rewrite(&mut outgoing) {
-            Ok(()) => next.run(outgoing),
-            Err(response) => answer(*response),
-        }
     }
 }
 
@@ -591,19 +535,32 @@ impl ReplacePathRegex {
     }
 }
 
-impl Middleware for ReplacePathRegex {
-    fn handle<'a>(
-        &'a self,
-        _: &'a Connection,
-        mut outgoing: Outgoing,
-        next: Next<'a>,
-    ) -> Answer<'a> {
-        match self.rewrite(&mut outgoing) {
-            Ok(()) => next.run(outgoing),
-            Err(response) => answer(*response),
+/// Every path middleware is a rewrite of the outgoing request that may refuse it instead.
+macro_rules! path_middleware {
+    ($($kind:ty),*) => {$(
+        impl Middleware for $kind {
+            fn handle<'a>(
+                &'a self,
+                _: &'a Connection,
+                mut outgoing: Outgoing,
+                next: Next<'a>,
+            ) -> Answer<'a> {
+                match self.rewrite(&mut outgoing) {
+                    Ok(()) => next.run(outgoing),
+                    Err(response) => answer(*response),
+                }
+            }
         }
-    }
+    )*};
 }
+
+path_middleware!(
+    AddPrefix,
+    StripPrefix,
+    StripPrefixRegex,
+    ReplacePath,
+    ReplacePathRegex
+);
 
 #[cfg(test)]
 mod tests {

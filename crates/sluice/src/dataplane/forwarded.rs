@@ -137,11 +137,9 @@ fn strip_managed(headers: &mut HeaderMap) {
 #[derive(Debug, Clone)]
 pub struct ClientAddress(pub HeaderValue);
 
-/// Appends the client recorded in `extensions` (if any) to X-Forwarded-For.
-pub fn append_client(headers: &mut HeaderMap, extensions: &http::Extensions) {
-    if let Some(ClientAddress(ip)) = extensions.get::<ClientAddress>() {
-        append_forwarded_for(headers, ip.clone());
-    }
+/// Appends `client` to X-Forwarded-For.
+pub fn append_client(headers: &mut HeaderMap, client: &ClientAddress) {
+    append_forwarded_for(headers, client.0.clone());
 }
 
 /// `X-Forwarded-For: <prior values, folded>, <client>`.

@@ -22,10 +22,9 @@ use super::hop_by_hop;
 use super::mirror;
 use super::upstream::{self, Outgoing};
 use crate::middleware::Next;
-use crate::runtime::server::Server;
 use crate::runtime::service::{Failover, LoadBalancer, Mirroring};
 use crate::runtime::sticky::StickyCookie;
-use crate::runtime::strategy::Tracked;
+use crate::runtime::strategy::{Strategy, Tracked};
 use crate::runtime::{Runtime, Service};
 
 /// What every connection of every entry point shares.
@@ -213,25 +212,31 @@ pub async fn serve(
                     &outgoing,
                     &mut cookies,
                     |i| weighted.is_up(i),
-                    || weighted.pick_index(client_ip(&outgoing)),
+                    // Only hash-based picks need the client's address.
+                    || {
+                        weighted
+                            .pick_index(weighted.hrw.as_ref().and_then(|_| client_ip(&outgoing)))
+                    },
                 );
                 current = index
                     .and_then(|i| weighted.children.get(i))
                     .ok_or_else(|| ProxyError::NoServer(weighted.name.clone()))?;
             }
             Service::LoadBalancer(lb) => {
-                let server = sticky_pick(
+                let index = sticky_pick(
                     lb.sticky.as_ref(),
                     &outgoing,
                     &mut cookies,
                     |i| lb.health.is_up(i),
-                    || lb.pick_index(client_ip(&outgoing)),
+                    || {
+                        let client = (lb.strategy == Strategy::Hrw)
+                            .then(|| client_ip(&outgoing))
+                            .flatten();
+                        lb.pick_index(client)
+                    },
                 )
                 .ok_or_else(|| ProxyError::NoServer(lb.name.clone()))?;
-                let Some(server) = lb.servers.get(server) else {
-                    break Err(ProxyError::NoServer(lb.name.clone()));
-                };
-                break forward_tracked(lb, server, outgoing).await;
+                break forward_tracked(lb, index, outgoing).await;
             }
             Service::Mirroring(mirroring) => break serve_mirroring(mirroring, outgoing).await,
             Service::Failover(failover) if failover.errors.is_some() && failover.main.is_up() => {
@@ -255,20 +260,23 @@ pub async fn serve(
 /// timing its first byte when the balancer's strategy uses them.
 async fn forward_tracked(
     lb: &LoadBalancer,
-    server: &Arc<Server>,
+    index: usize,
     mut outgoing: Outgoing,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let extensions = std::mem::take(outgoing.request.extensions_mut());
-    forwarded::append_client(outgoing.request.headers_mut(), &extensions);
-    *outgoing.request.extensions_mut() = extensions;
+    let Some(server) = lb.servers.get(index) else {
+        return Err(ProxyError::NoServer(lb.name.clone()));
+    };
+    if let Some(client) = outgoing
+        .request
+        .extensions()
+        .get::<forwarded::ClientAddress>()
+        .cloned()
+    {
+        forwarded::append_client(outgoing.request.headers_mut(), &client);
+    }
     if !lb.strategy.tracks_load() && lb.passive.is_none() {
         return upstream::forward(lb, server, outgoing).await;
     }
-    let index = lb
-        .servers
-        .iter()
-        .position(|s| Arc::ptr_eq(s, server))
-        .unwrap_or(0);
     let in_flight = lb.strategy.tracks_load().then(|| lb.load.begin(index));
     let started = Instant::now();
     let result = upstream::forward(lb, server, outgoing).await;

@@ -120,10 +120,12 @@ impl LoadBalancer {
             .collect();
         match self.strategy {
             Strategy::P2c => strategy::power_of_two(&candidates, &self.load),
-            Strategy::Hrw => {
-                let names: Vec<String> = self.servers.iter().map(|s| s.url.clone()).collect();
-                strategy::highest_random_weight(&candidates, &names, &self.weights, client)
-            }
+            Strategy::Hrw => strategy::highest_random_weight(
+                &candidates,
+                |i| self.servers.get(i).map_or("", |s| s.url.as_str()),
+                &self.weights,
+                client,
+            ),
             Strategy::LeastTime | Strategy::Wrr => {
                 let best = strategy::least_time(&candidates, &self.load, &self.weights);
                 let mut schedule = self.schedule.lock().unwrap_or_else(|p| p.into_inner());
@@ -163,7 +165,12 @@ impl Weighted {
             let candidates: Vec<usize> = (0..self.children.len())
                 .filter(|&i| self.is_up(i) && self.weights.get(i).is_some_and(|w| *w > 0))
                 .collect();
-            return strategy::highest_random_weight(&candidates, names, &self.weights, client);
+            return strategy::highest_random_weight(
+                &candidates,
+                |i| names.get(i).map_or("", String::as_str),
+                &self.weights,
+                client,
+            );
         }
         let mut schedule = self.schedule.lock().unwrap_or_else(|p| p.into_inner());
         schedule.pick(|i| self.health.as_ref().is_none_or(|h| h.is_up(i)))

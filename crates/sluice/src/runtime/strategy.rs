@@ -166,9 +166,9 @@ pub fn power_of_two(candidates: &[usize], load: &Load) -> Option<usize> {
 }
 
 /// hrw among `candidates`: highest `weight / -ln(hash(client + name) / 2^64)`.
-pub fn highest_random_weight(
+pub fn highest_random_weight<'n>(
     candidates: &[usize],
-    names: &[String],
+    name: impl Fn(usize) -> &'n str,
     weights: &[u64],
     client: Option<IpAddr>,
 ) -> Option<usize> {
@@ -178,7 +178,7 @@ pub fn highest_random_weight(
         .copied()
         .map(|i| {
             let mut hash = fnv1a(key.as_bytes(), 0xcbf2_9ce4_8422_2325);
-            hash = fnv1a(names.get(i).map_or(&[][..], |n| n.as_bytes()), hash);
+            hash = fnv1a(name(i).as_bytes(), hash);
             // Map the hash into (0, 1): never 0, so the logarithm stays finite.
             let unit = (hash as f64 + 1.0) / (u64::MAX as f64 + 2.0);
             let weight = weights.get(i).copied().unwrap_or(1) as f64;
@@ -246,17 +246,22 @@ mod tests {
         let weights = [1, 1, 1];
         let all = [0, 1, 2];
         let client: IpAddr = "192.0.2.7".parse().unwrap();
-        let first = highest_random_weight(&all, &names, &weights, Some(client));
+        let first = highest_random_weight(&all, |i| &names[i], &weights, Some(client));
         for _ in 0..10 {
             assert_eq!(
-                highest_random_weight(&all, &names, &weights, Some(client)),
+                highest_random_weight(&all, |i| &names[i], &weights, Some(client)),
                 first
             );
         }
         let mut seen = std::collections::HashSet::new();
         for last in 0..50u8 {
             let ip: IpAddr = format!("198.51.100.{last}").parse().unwrap();
-            seen.insert(highest_random_weight(&all, &names, &weights, Some(ip)));
+            seen.insert(highest_random_weight(
+                &all,
+                |i| &names[i],
+                &weights,
+                Some(ip),
+            ));
         }
         assert_eq!(seen.len(), 3, "clients spread over every server");
     }

@@ -77,8 +77,10 @@ pub fn explain(runtime: &Runtime, question: &Question<'_>) -> Explanation {
         headers: &question.headers,
         client_ip: question.client_ip,
     };
+    // An `https://` URL asks about the routers served on TLS connections.
+    let tls = question.uri.scheme_str() == Some("https");
     let Some(route) = runtime
-        .routes(question.entry_point)
+        .routes(question.entry_point, tls)
         .and_then(|t| t.lookup(&info))
     else {
         answer.status = Some(404);
@@ -108,6 +110,11 @@ pub fn explain(runtime: &Runtime, question: &Question<'_>) -> Explanation {
             }
             Service::Weighted(weighted) => weighted.pick().cloned(),
             Service::Failover(failover) => failover.pick().cloned(),
+            Service::Noop(name) => {
+                answer.status = Some(503);
+                answer.reason = Some(format!("service `{name}` never forwards"));
+                break;
+            }
             Service::Mirroring(mirroring) => {
                 answer.mirrors = mirroring
                     .select()

@@ -11,4 +11,5 @@ pub mod middleware;
 pub mod provider;
 pub mod proxy;
 pub mod runtime;
+pub mod tls;
 pub mod whoami;

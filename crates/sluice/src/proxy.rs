@@ -1,6 +1,7 @@
 //! A running Sluice: entry points serving from the current runtime, and the reload loop that
 //! turns provider changes into new runtimes.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,7 +22,8 @@ use crate::dataplane::worker;
 use crate::provider::file::{self, FileProvider, Loaded};
 use crate::runtime::build::DEFAULT_PRECEDENCE;
 use crate::runtime::transport::Transports;
-use crate::runtime::{self, Runtime, Settings};
+use crate::runtime::{self, EntryPointHttp, Redirection, Runtime, Settings};
+use crate::tls::TlsState;
 
 /// Errors that stop Sluice from starting.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +45,13 @@ pub enum StartError {
 }
 
 /// Runtime-builder settings derived from the static configuration.
-pub fn settings(config: &StaticConfig) -> Settings {
+pub fn settings(config: &StaticConfig) -> Result<Settings, StartError> {
+    let mut entry_point_http = HashMap::new();
+    for (name, ep) in &config.entry_points {
+        if let Some(value) = &ep.http {
+            entry_point_http.insert(name.clone(), entry_point_model(name, value, config)?);
+        }
+    }
     let entry_points: Vec<String> = config.entry_points.keys().cloned().collect();
     let marked: Vec<String> = config
         .entry_points
@@ -51,7 +59,7 @@ pub fn settings(config: &StaticConfig) -> Settings {
         .filter(|(_, ep)| ep.as_default)
         .map(|(name, _)| name.clone())
         .collect();
-    Settings {
+    Ok(Settings {
         default_entry_points: if marked.is_empty() {
             entry_points.clone()
         } else {
@@ -69,7 +77,110 @@ pub fn settings(config: &StaticConfig) -> Settings {
         } else {
             config.providers.precedence.clone()
         },
+        entry_point_http,
+    })
+}
+
+/// `entryPoints.NAME.http` as Traefik's static configuration spells it.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+struct EntryPointHttpConfig {
+    redirections: Option<RedirectionsConfig>,
+    middlewares: Vec<String>,
+    tls: Option<serde_json::Value>,
+    encode_query_semicolons: bool,
+    sanitize_path: Option<bool>,
+    max_header_bytes: Option<i64>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+struct RedirectionsConfig {
+    entry_point: Option<EntryPointRedirectConfig>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+struct EntryPointRedirectConfig {
+    to: String,
+    scheme: String,
+    permanent: bool,
+    priority: i64,
+}
+
+impl Default for EntryPointRedirectConfig {
+    fn default() -> Self {
+        Self {
+            to: String::new(),
+            scheme: "https".into(),
+            permanent: true,
+            priority: i64::MAX - 1,
+        }
     }
+}
+
+fn entry_point_model(
+    name: &str,
+    value: &serde_json::Value,
+    config: &StaticConfig,
+) -> Result<EntryPointHttp, StartError> {
+    let fail = |field: &'static str, reason: String| StartError::EntryPoint {
+        name: name.to_owned(),
+        field,
+        reason,
+    };
+    let mut value = value.clone();
+    // `--entryPoints.x.http.tls=true` on the command line means TLS with default settings.
+    if let Some(tls) = value.get_mut("tls") {
+        match tls {
+            serde_json::Value::Bool(true) => *tls = serde_json::json!({}),
+            serde_json::Value::String(s) if s == "true" => *tls = serde_json::json!({}),
+            _ => {}
+        }
+    }
+    let parsed: EntryPointHttpConfig =
+        crate::tls::settings::decode(&value).map_err(|e| fail("http", e))?;
+    if let Some(tls) = &parsed.tls {
+        crate::tls::settings::decode::<crate::tls::settings::RouterTls>(tls)
+            .map_err(|e| fail("http.tls", e))?;
+    }
+    let redirect = match parsed.redirections.and_then(|r| r.entry_point) {
+        None => None,
+        Some(r) => {
+            if r.to.is_empty() {
+                return Err(fail(
+                    "http.redirections.entryPoint.to",
+                    "name the entry point (or `:port`) to redirect to".into(),
+                ));
+            }
+            // `to` is an entry point name, or a port written `:443`.
+            let address = match config.entry_points.get(&r.to) {
+                Some(target) => target.address.clone(),
+                None if r.to.starts_with(':') => r.to.clone(),
+                None => {
+                    return Err(fail(
+                        "http.redirections.entryPoint.to",
+                        format!("entry point `{}` does not exist", r.to),
+                    ))
+                }
+            };
+            let port = address
+                .rsplit_once(':')
+                .map(|(_, p)| p.split('/').next().unwrap_or(p).to_owned())
+                .filter(|p| !p.is_empty());
+            Some(Redirection {
+                scheme: r.scheme,
+                port,
+                permanent: r.permanent,
+                priority: r.priority,
+            })
+        }
+    };
+    Ok(EntryPointHttp {
+        tls: parsed.tls,
+        middlewares: parsed.middlewares,
+        redirect,
+    })
 }
 
 /// The file provider's source (directory or file), if the file provider is configured.
@@ -102,10 +213,12 @@ pub fn load_once(config: &StaticConfig) -> Result<(Runtime, Loaded, Vec<Diagnost
         None => Loaded::empty(),
     };
     let (runtime, diagnostics) = runtime::build(
-        &settings(config),
+        &settings(config)?,
         &loaded.config,
         None,
         &Transports::default(),
+        &TlsState::default(),
+        &[],
         1,
     );
     Ok((runtime, loaded, diagnostics))
@@ -156,13 +269,16 @@ impl Proxy {
             bound.push(EntryPoint::bind(settings, workers)?);
         }
 
-        let settings = settings(config);
+        let settings = settings(config)?;
         let transports = Arc::new(Transports::new(workers));
+        let tls = Arc::new(TlsState::default());
         let mut provider = file_provider(config)?;
-        let first = build_next(&settings, provider.as_mut(), None, &transports, 1);
+        let first = build_next(&settings, provider.as_mut(), None, &transports, &tls, 1);
         let shared = Arc::new(Shared {
             runtime: ArcSwap::from_pointee(first),
             server_name: server_name(),
+            tls: tls.clone(),
+            challenges: None,
         });
 
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -225,6 +341,7 @@ impl Proxy {
                     provider.as_mut(),
                     Some(&previous),
                     &transports,
+                    &tls,
                     generation,
                 );
                 loop_shared.runtime.store(Arc::new(next));
@@ -277,14 +394,22 @@ fn build_next(
     provider: Option<&mut FileProvider>,
     previous: Option<&Runtime>,
     transports: &Transports,
+    tls: &TlsState,
     generation: u64,
 ) -> Runtime {
     let loaded = match provider {
         Some(provider) => provider.load(),
         None => Loaded::empty(),
     };
-    let (runtime, diagnostics) =
-        runtime::build(settings, &loaded.config, previous, transports, generation);
+    let (runtime, diagnostics) = runtime::build(
+        settings,
+        &loaded.config,
+        previous,
+        transports,
+        tls,
+        &[],
+        generation,
+    );
     for diagnostic in loaded.diagnostics.iter().chain(&diagnostics) {
         match diagnostic.severity {
             Severity::Error => tracing::error!("{diagnostic}"),

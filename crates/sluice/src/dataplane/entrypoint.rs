@@ -9,11 +9,12 @@ use std::time::Duration;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::forwarded::ForwardedPolicy;
 use super::request::{handle, Connection, Shared};
+use crate::tls::acceptor::{self, TlsInfo};
 
 /// Settings of one entry point, taken from the static configuration.
 #[derive(Debug, Clone)]
@@ -121,39 +122,19 @@ impl EntryPoint {
                 }
             };
             let _ = stream.set_nodelay(true);
-            let connection = Arc::new(Connection {
-                entry_point: name.clone(),
+            let task = Accepted {
+                name: name.clone(),
                 peer,
-                peer_ip: http::HeaderValue::from_str(&peer.ip().to_string())
-                    .unwrap_or(http::HeaderValue::from_static("")),
                 trusted: settings.forwarded.trusts(peer.ip()),
-                tls: false,
-            });
-            let shared = shared.clone();
-            let service = hyper::service::service_fn(move |request| {
-                let shared = shared.clone();
-                let connection = connection.clone();
-                async move { Ok::<_, Infallible>(handle(&shared, &connection, request).await) }
-            });
-            let serving = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned();
-            let mut stop = shutdown.clone();
+                hello_timeout: settings.read_timeout.unwrap_or(HELLO_TIMEOUT),
+                builder: builder.clone(),
+                shared: shared.clone(),
+                stop: shutdown.clone(),
+            };
             let open = open.clone();
             tokio::spawn(async move {
                 let _open = open;
-                let mut serving = std::pin::pin!(serving);
-                let result = tokio::select! {
-                    result = serving.as_mut() => result,
-                    _ = stopped(&mut stop) => {
-                        // Finish the request in flight, then close instead of keeping alive.
-                        serving.as_mut().graceful_shutdown();
-                        serving.await
-                    }
-                };
-                if let Err(error) = result {
-                    tracing::debug!(%error, "connection ended with an error");
-                }
+                task.serve(stream).await;
             });
         }
 
@@ -166,6 +147,108 @@ impl EntryPoint {
         };
         if tokio::time::timeout(settings.grace, drained).await.is_err() {
             tracing::warn!(entry_point = %name, grace = ?settings.grace, "grace period over; closing remaining connections");
+        }
+    }
+}
+
+/// How long a new connection may take to send its first bytes (or TLS ClientHello) when the
+/// entry point sets no `readTimeout`.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The first byte of a TLS record carrying a handshake message.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// One accepted connection and what serving it needs.
+struct Accepted {
+    name: Arc<str>,
+    peer: SocketAddr,
+    trusted: bool,
+    hello_timeout: Duration,
+    builder: auto::Builder<TokioExecutor>,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Accepted {
+    /// Tells TLS from cleartext by the first byte, as Traefik does on every entry point, then
+    /// serves HTTP on the plain stream or after the handshake.
+    async fn serve(self, stream: TcpStream) {
+        let mut first = [0u8; 1];
+        let tls = match tokio::time::timeout(self.hello_timeout, stream.peek(&mut first)).await {
+            Ok(Ok(1)) => first[0] == TLS_HANDSHAKE_RECORD,
+            // Closed before sending anything, an error, or silence: nothing to serve.
+            _ => return,
+        };
+        if !tls {
+            let connection = self.connection(None);
+            self.serve_http(TokioIo::new(stream), connection).await;
+            return;
+        }
+        let runtime = self.shared.runtime.load_full();
+        let challenges = self
+            .shared
+            .challenges
+            .as_deref()
+            .map(|c| c as &dyn crate::tls::acceptor::AlpnChallenges);
+        let handshake = acceptor::accept(
+            stream,
+            &runtime.tls,
+            &self.name,
+            challenges,
+            &self.shared.tls.sessions,
+        );
+        let (stream, info) = match tokio::time::timeout(self.hello_timeout, handshake).await {
+            Ok(Ok(done)) => done,
+            Ok(Err(error)) => {
+                tracing::debug!(entry_point = %self.name, client = %self.peer, %error, "TLS connection not served");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(entry_point = %self.name, client = %self.peer, "TLS handshake timed out");
+                return;
+            }
+        };
+        drop(runtime);
+        let connection = self.connection(Some(Arc::new(info)));
+        self.serve_http(TokioIo::new(stream), connection).await;
+    }
+
+    fn connection(&self, tls: Option<Arc<TlsInfo>>) -> Arc<Connection> {
+        Arc::new(Connection {
+            entry_point: self.name.clone(),
+            peer: self.peer,
+            peer_ip: http::HeaderValue::from_str(&self.peer.ip().to_string())
+                .unwrap_or(http::HeaderValue::from_static("")),
+            trusted: self.trusted,
+            tls: tls.is_some(),
+            tls_info: tls,
+        })
+    }
+
+    /// Serves HTTP/1.1 or HTTP/2 on one connection until it ends or shutdown drains it.
+    async fn serve_http<I>(self, io: I, connection: Arc<Connection>)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let shared = self.shared.clone();
+        let service = hyper::service::service_fn(move |request| {
+            let shared = shared.clone();
+            let connection = connection.clone();
+            async move { Ok::<_, Infallible>(handle(&shared, &connection, request).await) }
+        });
+        let serving = self.builder.serve_connection_with_upgrades(io, service);
+        let mut stop = self.stop.clone();
+        let mut serving = std::pin::pin!(serving);
+        let result = tokio::select! {
+            result = serving.as_mut() => result,
+            _ = stopped(&mut stop) => {
+                // Finish the request in flight, then close instead of keeping alive.
+                serving.as_mut().graceful_shutdown();
+                serving.await
+            }
+        };
+        if let Err(error) = result {
+            tracing::debug!(%error, "connection ended with an error");
         }
     }
 }

@@ -21,6 +21,8 @@ pub enum ProxyError {
     OriginTimeout { server: String, reason: String },
     #[error("origin {server} failed: {reason}")]
     OriginUnreachable { server: String, reason: String },
+    #[error("the TLS handshake used other TLS options than the router's (misdirected request)")]
+    Misdirected,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -35,6 +37,7 @@ impl ProxyError {
             ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::OriginTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::OriginUnreachable { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -49,6 +52,7 @@ impl ProxyError {
             ProxyError::PayloadTooLarge => "Request Entity Too Large",
             ProxyError::OriginTimeout { .. } => "Gateway Timeout",
             ProxyError::OriginUnreachable { .. } => "Bad Gateway",
+            ProxyError::Misdirected => "Misdirected Request\n",
             ProxyError::Internal(_) => "Internal Server Error",
         };
         let mut response = Response::new(full(body));

@@ -26,6 +26,8 @@ use crate::runtime::service::{Failover, LoadBalancer, Mirroring};
 use crate::runtime::sticky::StickyCookie;
 use crate::runtime::strategy::{Strategy, Tracked};
 use crate::runtime::{Runtime, Service};
+use crate::tls::acceptor::{AlpnChallenges, TlsInfo};
+use crate::tls::TlsState;
 
 /// What every connection of every entry point shares.
 #[derive(Debug)]
@@ -34,7 +36,20 @@ pub struct Shared {
     pub runtime: ArcSwap<Runtime>,
     /// This host's name, sent as X-Forwarded-Server.
     pub server_name: HeaderValue,
+    /// Session tickets, session cache and crypto provider of TLS entry points.
+    pub tls: Arc<TlsState>,
+    /// Pending ACME challenges (HTTP-01 tokens, TLS-ALPN-01 certificates), when a resolver runs.
+    pub challenges: Option<Arc<dyn Challenges>>,
 }
+
+/// Pending ACME challenges, answered before routing.
+pub trait Challenges: AlpnChallenges {
+    /// The key authorization to answer for an HTTP-01 `token`, while it is pending.
+    fn http01(&self, token: &str) -> Option<String>;
+}
+
+/// Where ACME servers fetch HTTP-01 answers (RFC 8555 §8.3).
+pub const HTTP01_PREFIX: &str = "/.well-known/acme-challenge/";
 
 /// Facts about one client connection, fixed when it is accepted.
 #[derive(Debug)]
@@ -46,6 +61,8 @@ pub struct Connection {
     /// Whether this client's X-Forwarded-* headers are believed.
     pub trusted: bool,
     pub tls: bool,
+    /// Handshake facts of a TLS connection.
+    pub tls_info: Option<Arc<TlsInfo>>,
 }
 
 /// Handles one request from start to end on one runtime snapshot.
@@ -55,6 +72,13 @@ pub async fn handle(
     request: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let snapshot = shared.runtime.load_full();
+    if let Some(answer) = shared
+        .challenges
+        .as_ref()
+        .and_then(|c| http01_answer(c.as_ref(), &request))
+    {
+        return answer;
+    }
     let mut watch = ClientWatch::new(&request, connection);
     let response = match route_and_forward(&snapshot, shared, connection, request).await {
         Ok(response) => response,
@@ -92,7 +116,7 @@ async fn route_and_forward(
             client_ip: Some(connection.peer.ip()),
         };
         let table = runtime
-            .routes(&connection.entry_point)
+            .routes(&connection.entry_point, connection.tls)
             .ok_or(ProxyError::NoRouter)?;
         table
             .lookup(&info)
@@ -101,6 +125,13 @@ async fn route_and_forward(
             .clone()
     };
     tracing::trace!(router = %router.name, "matched");
+    if let (Some(expected), Some(info)) = (&router.tls_options, &connection.tls_info) {
+        if *expected != info.options {
+            tracing::debug!(router = %router.name, sni = ?info.server_name, host = %target.raw_host,
+                handshake = %info.options, router_options = %expected, "TLS options differ: 421");
+            return Err(ProxyError::Misdirected);
+        }
+    }
 
     // Reuse the request's own path and query unless sanitising changed the path.
     let path_and_query = match (&target.path, request.uri().path_and_query()) {
@@ -156,6 +187,20 @@ async fn route_and_forward(
     Next::new(&router.middlewares, &router.service, connection)
         .run(outgoing)
         .await
+}
+
+/// The answer to an ACME HTTP-01 validation request, when it is one for a pending token.
+fn http01_answer(
+    challenges: &dyn Challenges,
+    request: &Request<Incoming>,
+) -> Option<Response<ProxyBody>> {
+    let token = request.uri().path().strip_prefix(HTTP01_PREFIX)?;
+    let key_authorization = challenges.http01(token)?;
+    tracing::debug!(token, "answering an ACME HTTP-01 challenge");
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(full(key_authorization))
+        .ok()
 }
 
 /// Where a request is going, as routing sees it.
@@ -247,6 +292,7 @@ pub async fn serve(
                     .pick()
                     .ok_or_else(|| ProxyError::NoServer(failover.name.clone()))?;
             }
+            Service::Noop(name) => return Err(ProxyError::NoServer(name.clone())),
         }
     };
     let mut response = response?;

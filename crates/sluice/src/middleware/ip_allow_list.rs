@@ -286,6 +286,7 @@ mod tests {
             peer_ip: HeaderValue::from_str(&peer.ip().to_string()).unwrap(),
             trusted: true,
             tls: false,
+            tls_info: None,
         }
     }
 

@@ -18,6 +18,25 @@ pub fn qualify_name(name: &str, provider: &str) -> String {
 
 /// Qualifies every HTTP router, service and transport name, and every reference between them.
 pub fn qualify(mut config: Configuration, provider: &str) -> Configuration {
+    // TLS options are named per provider too, except `default`, which every provider shares.
+    if let Some(options) = config
+        .tls
+        .as_mut()
+        .and_then(|tls| tls.get_mut("options"))
+        .and_then(|o| o.as_object_mut())
+    {
+        *options = std::mem::take(options)
+            .into_iter()
+            .map(|(name, value)| {
+                let name = if name == "default" {
+                    name
+                } else {
+                    qualify_name(&name, provider)
+                };
+                (name, value)
+            })
+            .collect();
+    }
     let Some(http) = config.http.as_mut() else {
         return config;
     };
@@ -79,14 +98,78 @@ pub fn merge(into: &mut Configuration, other: Configuration) {
     if into.udp.is_none() {
         into.udp = other.udp;
     }
-    if into.tls.is_none() {
-        into.tls = other.tls;
+    if let Some(theirs) = other.tls {
+        merge_tls(
+            into.tls.get_or_insert_with(|| serde_json::json!({})),
+            theirs,
+        );
+    }
+}
+
+/// Merges two providers' `tls` sections as Traefik's aggregator does: certificates add up,
+/// options and stores join by name, and a `default` defined by both is dropped (so routers
+/// needing it fail loudly instead of getting one provider's choice at random).
+fn merge_tls(ours: &mut serde_json::Value, theirs: serde_json::Value) {
+    let serde_json::Value::Object(theirs) = theirs else {
+        return;
+    };
+    let Some(ours) = ours.as_object_mut() else {
+        return;
+    };
+    for (section, value) in theirs {
+        match (section.as_str(), ours.get_mut(&section), value) {
+            (
+                "certificates",
+                Some(serde_json::Value::Array(mine)),
+                serde_json::Value::Array(more),
+            ) => mine.extend(more),
+            (_, Some(serde_json::Value::Object(mine)), serde_json::Value::Object(more)) => {
+                for (name, entry) in more {
+                    if name == "default" && mine.contains_key("default") {
+                        tracing::error!(
+                            "tls.{section}.default is defined by more than one provider; it is dropped"
+                        );
+                        mine.remove("default");
+                        continue;
+                    }
+                    mine.insert(name, entry);
+                }
+            }
+            (_, _, value) => {
+                ours.insert(section, value);
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_sections_merge_and_options_are_qualified() {
+        let parse = |v: serde_json::Value| -> Configuration { serde_json::from_value(v).unwrap() };
+        let mut merged = qualify(
+            parse(
+                serde_json::json!({"tls": {"certificates": [{"certFile": "a"}],
+                "options": {"default": {}, "x": {}}}}),
+            ),
+            "file",
+        );
+        let other = qualify(
+            parse(
+                serde_json::json!({"tls": {"certificates": [{"certFile": "b"}],
+                "options": {"default": {}, "y": {}}, "stores": {"default": {}}}}),
+            ),
+            "kubernetescrd",
+        );
+        merge(&mut merged, other);
+        let tls = merged.tls.unwrap();
+        assert_eq!(tls["certificates"].as_array().unwrap().len(), 2);
+        let names: Vec<&String> = tls["options"].as_object().unwrap().keys().collect();
+        assert_eq!(names, ["x@file", "y@kubernetescrd"]);
+        assert!(tls["stores"]["default"].is_object());
+    }
 
     #[test]
     fn names_keep_an_explicit_provider() {

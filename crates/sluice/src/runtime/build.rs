@@ -5,7 +5,7 @@
 //! built. Services whose configuration and children did not change are taken over from the
 //! previous runtime, balancing position included.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use sluice_config::dynamic::{Configuration, Service as ServiceConfig};
@@ -23,6 +23,9 @@ use super::transport::{TransportConfig, Transports};
 use super::wrr::Edf;
 use super::{Router, Runtime};
 use crate::middleware::{self, Middleware};
+use crate::tls::certificate::Certificate;
+use crate::tls::settings::{Domain, RouterTls, TlsSection};
+use crate::tls::{self, TlsRouter, TlsState};
 
 /// What the builder needs from the static configuration.
 #[derive(Debug, Clone)]
@@ -36,6 +39,29 @@ pub struct Settings {
     /// Provider order deciding ties between routers of equal priority (`providers.precedence`);
     /// a provider not listed loses to every listed one.
     pub precedence: Vec<String>,
+    /// Entry points' `http` sections (default TLS and middlewares, redirections), by name.
+    pub entry_point_http: HashMap<String, EntryPointHttp>,
+}
+
+/// An entry point's `http` section: what it adds to every router on it.
+#[derive(Debug, Clone, Default)]
+pub struct EntryPointHttp {
+    /// TLS for routers that have none (`http.tls`).
+    pub tls: Option<serde_json::Value>,
+    /// Middlewares run before the router's own (`http.middlewares`).
+    pub middlewares: Vec<String>,
+    /// `http.redirections.entryPoint`.
+    pub redirect: Option<Redirection>,
+}
+
+/// A redirection of every request on an entry point to another scheme and port.
+#[derive(Debug, Clone)]
+pub struct Redirection {
+    pub scheme: String,
+    /// Port to redirect to; None keeps the scheme's default.
+    pub port: Option<String>,
+    pub permanent: bool,
+    pub priority: i64,
 }
 
 /// Traefik's default provider precedence.
@@ -76,6 +102,8 @@ pub fn build(
     config: &Configuration,
     previous: Option<&Runtime>,
     transports: &Transports,
+    tls_state: &TlsState,
+    acme_certificates: &[Arc<Certificate>],
     generation: u64,
 ) -> (Runtime, Vec<Diagnostic>) {
     let empty = Default::default();
@@ -99,18 +127,26 @@ pub fn build(
     // that sorts first (Traefik leaves the latter unspecified; a stable order is easier to reason about).
     let mut routers: Vec<_> = http.routers.iter().collect();
     routers.sort_by_key(|(name, _)| settings.rank(name));
-    let mut per_entry_point: HashMap<String, Vec<Route<Arc<Router>>>> = HashMap::new();
+    let tls_section = match config.tls.as_ref() {
+        Some(value) => match tls::settings::decode::<TlsSection>(value) {
+            Ok(section) => section,
+            Err(reason) => {
+                builder.report(
+                    Severity::Error,
+                    "tls",
+                    "",
+                    format!("{reason}; no certificate or TLS option of the configuration is used"),
+                );
+                TlsSection::default()
+            }
+        },
+        None => TlsSection::default(),
+    };
+    // Routers are compiled first; TLS options are resolved once every TLS router is known.
+    let mut pending: Vec<PendingRoute> = Vec::new();
+    let mut acme: BTreeMap<String, BTreeSet<Domain>> = BTreeMap::new();
     for (name, router) in routers {
         let resource = format!("router `{name}`");
-        if router.tls.is_some() {
-            builder.report(
-                Severity::Warning,
-                &resource,
-                "tls",
-                "TLS termination is not available yet; this router is not served".into(),
-            );
-            continue;
-        }
         let syntax = match router.rule_syntax.as_deref() {
             Some(s) if !s.is_empty() => Syntax::from_name(s),
             _ => settings.default_rule_syntax,
@@ -134,43 +170,19 @@ pub fn build(
                 continue;
             }
         };
-        let mut middlewares = Vec::with_capacity(router.middlewares.len());
-        let mut broken = None;
-        for (i, name) in router.middlewares.iter().enumerate() {
-            match builder.middleware(name) {
-                Ok(middleware) => middlewares.push(middleware),
-                Err(reason) => {
-                    broken = Some((format!("middlewares[{i}]"), reason));
-                    break;
-                }
-            }
-        }
-        if let Some((field, reason)) = broken {
-            builder.report(
-                Severity::Error,
-                &resource,
-                &field,
-                format!("{reason}; the router is disabled"),
-            );
-            continue;
-        }
+        let provider = name.rsplit_once('@').map(|(_, p)| p).unwrap_or("");
         let priority = if router.priority == 0 {
             default_priority(&router.rule)
         } else {
             router.priority
         };
-        let compiled = Arc::new(Router {
-            name: name.clone(),
-            rule: router.rule.clone(),
-            priority,
-            middlewares,
-            service,
-        });
         let entry_points = if router.entry_points.is_empty() {
             &settings.default_entry_points
         } else {
             &router.entry_points
         };
+        // Entry points adding the same things share one compiled router.
+        let mut compiled: Vec<CompiledFor<'_>> = Vec::new();
         for entry_point in entry_points {
             if !settings.entry_points.contains(entry_point) {
                 builder.report(
@@ -181,21 +193,154 @@ pub fn build(
                 );
                 continue;
             }
-            per_entry_point
-                .entry(entry_point.clone())
-                .or_default()
-                .push(Route {
-                    rule: rule.clone(),
-                    priority,
-                    value: compiled.clone(),
-                });
+            let model = settings.entry_point_http.get(entry_point);
+            let tls_value = router
+                .tls
+                .as_ref()
+                .or_else(|| model.and_then(|m| m.tls.as_ref()));
+            let extra: &[String] = model.map(|m| m.middlewares.as_slice()).unwrap_or(&[]);
+            let found = compiled
+                .iter()
+                .find(|(t, e, _)| *t == tls_value && *e == extra)
+                .map(|(_, _, r)| r.clone());
+            let core = match found {
+                Some(core) => core,
+                None => {
+                    let core = compile_router(
+                        &mut builder,
+                        name,
+                        router,
+                        extra,
+                        provider,
+                        priority,
+                        &service,
+                    );
+                    compiled.push((tls_value, extra, core.clone()));
+                    core
+                }
+            };
+            let Some(core) = core else { continue };
+            let tls = match tls_value {
+                None => None,
+                Some(value) => match tls::settings::decode::<RouterTls>(value) {
+                    Ok(tls) => Some(tls),
+                    Err(reason) => {
+                        builder.report(
+                            Severity::Error,
+                            &resource,
+                            "tls",
+                            format!("{reason}; the router is disabled"),
+                        );
+                        continue;
+                    }
+                },
+            };
+            let tls = tls.map(|tls| {
+                let hosts = rule.hosts();
+                let options = match tls.options.as_str() {
+                    "" | tls::DEFAULT_OPTIONS => tls::DEFAULT_OPTIONS.to_owned(),
+                    other => crate::provider::qualify_name(other, provider),
+                };
+                if !tls.cert_resolver.is_empty() {
+                    let wanted = acme.entry(tls.cert_resolver.clone()).or_default();
+                    if !tls.domains.is_empty() {
+                        wanted.extend(tls.domains.iter().cloned());
+                    } else if let Some((main, sans)) = hosts.split_first() {
+                        wanted.insert(Domain {
+                            main: main.clone(),
+                            sans: sans.to_vec(),
+                        });
+                    }
+                }
+                (options, hosts)
+            });
+            pending.push(PendingRoute {
+                entry_point: entry_point.clone(),
+                rule: rule.clone(),
+                priority,
+                router: core,
+                tls,
+            });
         }
     }
 
-    let entry_points = per_entry_point
-        .into_iter()
-        .map(|(name, routes)| (name, RouteTable::new(routes)))
-        .collect();
+    // TLS routers naming options that do not exist are disabled (their hosts still map to the
+    // missing options, so handshakes for them fail, as in Traefik).
+    let mut tls_routers = Vec::new();
+    for route in &pending {
+        if let Some((options, hosts)) = &route.tls {
+            tls_routers.push(TlsRouter {
+                name: route.router.name.clone(),
+                entry_point: route.entry_point.clone(),
+                hosts: hosts.clone(),
+                options: options.clone(),
+            });
+        }
+    }
+    let (tls_runtime, resolved, tls_diagnostics) =
+        tls::build(&tls_section, &tls_routers, acme_certificates, tls_state);
+    builder.diagnostics.extend(tls_diagnostics);
+
+    let mut http_tables: HashMap<String, Vec<Route<Arc<Router>>>> = HashMap::new();
+    let mut https_tables: HashMap<String, Vec<Route<Arc<Router>>>> = HashMap::new();
+    for route in pending {
+        let (table, router) = match &route.tls {
+            None => (&mut http_tables, route.router),
+            Some((declared, _)) => {
+                if declared != tls::DEFAULT_OPTIONS && tls_runtime.has_options(declared).is_none() {
+                    builder.report(
+                        Severity::Error,
+                        &format!("router `{}`", route.router.name),
+                        "tls.options",
+                        format!("TLS options `{declared}` do not exist; the router is disabled"),
+                    );
+                    continue;
+                }
+                let options = resolved
+                    .get(&(route.router.name.clone(), route.entry_point.clone()))
+                    .cloned()
+                    .unwrap_or_else(|| tls::DEFAULT_OPTIONS.to_owned());
+                let router = Arc::new(Router {
+                    tls_options: Some(Arc::from(options.as_str())),
+                    ..(*route.router).clone()
+                });
+                (&mut https_tables, router)
+            }
+        };
+        table.entry(route.entry_point).or_default().push(Route {
+            rule: route.rule,
+            priority: route.priority,
+            value: router,
+        });
+    }
+
+    // Entry point redirections: a catch-all router just below the highest priority.
+    for (entry_point, model) in &settings.entry_point_http {
+        let Some(redirect) = &model.redirect else {
+            continue;
+        };
+        match redirection_router(&mut builder, entry_point, redirect) {
+            Ok(route) => http_tables
+                .entry(entry_point.clone())
+                .or_default()
+                .push(route),
+            Err(reason) => builder.report(
+                Severity::Error,
+                &format!("entry point `{entry_point}`"),
+                "http.redirections",
+                reason,
+            ),
+        }
+    }
+
+    let tables = |tables: HashMap<String, Vec<Route<Arc<Router>>>>| {
+        tables
+            .into_iter()
+            .map(|(name, routes)| (name, RouteTable::new(routes)))
+            .collect()
+    };
+    let entry_points = tables(http_tables);
+    let tls_entry_points = tables(https_tables);
     let services = builder
         .built
         .into_iter()
@@ -213,8 +358,14 @@ pub fn build(
     let runtime = Runtime {
         generation,
         entry_points,
+        tls_entry_points,
         services,
         middlewares,
+        tls: tls_runtime,
+        acme: acme
+            .into_iter()
+            .map(|(resolver, domains)| (resolver, domains.into_iter().collect()))
+            .collect(),
     };
     (runtime, builder.diagnostics)
 }
@@ -657,6 +808,111 @@ fn watch_children(parent: &str, children: &[Arc<Service>]) -> Result<Arc<Health>
         reported.register_parent(&health, slot);
     }
     Ok(health)
+}
+
+/// A router compiled for the entry points adding this TLS block and these middlewares.
+type CompiledFor<'a> = (
+    Option<&'a serde_json::Value>,
+    &'a [String],
+    Option<Arc<Router>>,
+);
+
+/// A router compiled for some entry points, before TLS options are resolved.
+struct PendingRoute {
+    entry_point: String,
+    rule: Rule,
+    priority: i64,
+    router: Arc<Router>,
+    /// Declared options name and Host names, for TLS routers.
+    tls: Option<(String, Vec<String>)>,
+}
+
+/// Compiles a router's middlewares (an entry point's first) around its service; None when a
+/// middleware is missing or broken (reported).
+fn compile_router(
+    builder: &mut Builder<'_>,
+    name: &str,
+    router: &sluice_config::dynamic::Router,
+    extra: &[String],
+    provider: &str,
+    priority: i64,
+    service: &Arc<Service>,
+) -> Option<Arc<Router>> {
+    let resource = format!("router `{name}`");
+    let names = extra
+        .iter()
+        .map(|m| (true, crate::provider::qualify_name(m, provider)))
+        .chain(router.middlewares.iter().map(|m| (false, m.clone())));
+    let mut middlewares = Vec::with_capacity(router.middlewares.len() + extra.len());
+    let mut own = 0;
+    for (from_entry_point, middleware) in names {
+        match builder.middleware(&middleware) {
+            Ok(m) => middlewares.push(m),
+            Err(reason) => {
+                let field = if from_entry_point {
+                    "entryPoint http.middlewares".to_owned()
+                } else {
+                    format!("middlewares[{own}]")
+                };
+                builder.report(
+                    Severity::Error,
+                    &resource,
+                    &field,
+                    format!("{reason}; the router is disabled"),
+                );
+                return None;
+            }
+        }
+        if !from_entry_point {
+            own += 1;
+        }
+    }
+    Some(Arc::new(Router {
+        name: name.to_owned(),
+        rule: router.rule.clone(),
+        priority,
+        middlewares,
+        service: service.clone(),
+        tls_options: None,
+    }))
+}
+
+/// The router Traefik adds for `http.redirections.entryPoint`: every request on the entry point
+/// is redirected, whatever its host.
+fn redirection_router(
+    builder: &mut Builder<'_>,
+    entry_point: &str,
+    redirect: &Redirection,
+) -> Result<Route<Arc<Router>>, String> {
+    let name = format!("{entry_point}-to-{}@internal", redirect.scheme);
+    let mut spec = serde_json::json!({"scheme": redirect.scheme, "permanent": redirect.permanent});
+    if let Some(port) = &redirect.port {
+        spec["port"] = serde_json::Value::String(port.clone());
+    }
+    let middleware = middleware::compile(
+        &format!("redirect-{name}"),
+        &serde_json::json!({ "redirectScheme": spec }),
+        &mut Lookups {
+            builder,
+            provider: "internal".into(),
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let rule_text = "HostRegexp(`^.+$`)";
+    let rule = Rule::parse(rule_text, Syntax::V3).map_err(|e| e.to_string())?;
+    let service = Arc::new(Service::Noop(name.clone()));
+    Ok(Route {
+        rule,
+        priority: redirect.priority,
+        value: Arc::new(Router {
+            name,
+            rule: rule_text.to_owned(),
+            priority: redirect.priority,
+            middlewares: vec![middleware],
+            service,
+            tls_options: None,
+        }),
+    })
 }
 
 /// The field a service error is about: the text before the first `:`.

@@ -13,18 +13,20 @@ pub mod strategy;
 pub mod transport;
 pub mod wrr;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use sluice_rules::RouteTable;
 
 use crate::middleware::Middleware;
+use crate::tls::settings::Domain;
+use crate::tls::TlsRuntime;
 
-pub use build::{build, Settings};
+pub use build::{build, EntryPointHttp, Redirection, Settings};
 pub use service::Service;
 
 /// A router as the data plane uses it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Router {
     /// Qualified name, e.g. `web@file`.
     pub name: String,
@@ -33,6 +35,9 @@ pub struct Router {
     /// Middlewares applied in order before the service.
     pub middlewares: Vec<Arc<dyn Middleware>>,
     pub service: Arc<Service>,
+    /// For TLS routers: the TLS options they resolved to. A request whose handshake used other
+    /// options is answered 421 (domain fronting across options).
+    pub tls_options: Option<Arc<str>>,
 }
 
 /// One compiled snapshot of the routing.
@@ -40,17 +45,29 @@ pub struct Router {
 pub struct Runtime {
     /// Increases with every build; shown in logs and `explain`.
     pub generation: u64,
+    /// Routers served on cleartext connections, per entry point.
     entry_points: HashMap<String, RouteTable<Arc<Router>>>,
+    /// Routers served on TLS connections, per entry point.
+    tls_entry_points: HashMap<String, RouteTable<Arc<Router>>>,
     services: HashMap<String, Arc<Service>>,
     /// Middlewares by name, with the configuration they were built from, so a reload can keep
     /// the ones that did not change (and their counters: rate-limit buckets, breaker state).
     middlewares: HashMap<String, (String, Arc<dyn Middleware>)>,
+    /// Certificates and TLS options.
+    pub tls: TlsRuntime,
+    /// Domains each ACME resolver must hold certificates for, by resolver name.
+    pub acme: BTreeMap<String, Vec<Domain>>,
 }
 
 impl Runtime {
-    /// The routing table of an entry point (None when no router uses it).
-    pub fn routes(&self, entry_point: &str) -> Option<&RouteTable<Arc<Router>>> {
-        self.entry_points.get(entry_point)
+    /// The routing table of an entry point for cleartext (`tls` false) or TLS connections
+    /// (None when no router uses it).
+    pub fn routes(&self, entry_point: &str, tls: bool) -> Option<&RouteTable<Arc<Router>>> {
+        if tls {
+            self.tls_entry_points.get(entry_point)
+        } else {
+            self.entry_points.get(entry_point)
+        }
     }
 
     /// A service by qualified name.
@@ -60,6 +77,10 @@ impl Runtime {
 
     /// Number of routers served, summed over entry points.
     pub fn router_count(&self) -> usize {
-        self.entry_points.values().map(|t| t.len()).sum()
+        self.entry_points
+            .values()
+            .chain(self.tls_entry_points.values())
+            .map(|t| t.len())
+            .sum()
     }
 }

@@ -22,6 +22,9 @@ pub enum Service {
     Weighted(Weighted),
     Mirroring(Mirroring),
     Failover(Failover),
+    /// A service that never forwards (Traefik's `noop@internal`), behind routers whose
+    /// middlewares always answer, such as entry point redirections. Reaching it is a 503.
+    Noop(String),
 }
 
 impl Service {
@@ -32,6 +35,7 @@ impl Service {
             Service::Weighted(s) => &s.name,
             Service::Mirroring(s) => &s.name,
             Service::Failover(s) => &s.name,
+            Service::Noop(name) => name,
         }
     }
 
@@ -43,6 +47,7 @@ impl Service {
             Service::Weighted(w) => w.health.as_ref().is_none_or(|h| h.any_up()),
             Service::Mirroring(m) => m.health.as_ref().is_none_or(|h| h.any_up()),
             Service::Failover(f) => f.health.as_ref().is_none_or(|h| h.any_up()),
+            Service::Noop(_) => false,
         }
     }
 
@@ -53,6 +58,7 @@ impl Service {
             Service::Weighted(w) => w.health.as_ref(),
             Service::Mirroring(m) => m.health.as_ref(),
             Service::Failover(f) => f.health.as_ref(),
+            Service::Noop(_) => None,
         }
     }
 
@@ -63,13 +69,14 @@ impl Service {
             Service::Weighted(s) => &s.fingerprint,
             Service::Mirroring(s) => &s.fingerprint,
             Service::Failover(s) => &s.fingerprint,
+            Service::Noop(name) => name,
         }
     }
 
     /// Services this one sends requests to.
     pub(crate) fn children(&self) -> Vec<&Arc<Service>> {
         match self {
-            Service::LoadBalancer(_) => Vec::new(),
+            Service::LoadBalancer(_) | Service::Noop(_) => Vec::new(),
             Service::Weighted(w) => w.children.iter().collect(),
             Service::Mirroring(m) => std::iter::once(&m.main)
                 .chain(m.mirrors.iter().map(|(s, _)| s))

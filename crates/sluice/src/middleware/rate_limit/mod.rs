@@ -634,6 +634,7 @@ mod tests {
             peer_ip: HeaderValue::from_static("10.0.0.9"),
             trusted: false,
             tls: false,
+            tls_info: None,
         };
         let mut headers = http::HeaderMap::new();
         headers.insert(

@@ -6,6 +6,16 @@
 //! account, orders missing certificates, renews them before expiry and publishes
 //! the result on a watch channel. Entry points answer the validation requests
 //! through [`Challenges`].
+//!
+//! Where Sluice differs from Traefik:
+//! - Only wanted domain sets are renewed; stored certificates nobody asks for are
+//!   published until they expire (Traefik renews every stored certificate).
+//! - Account keys are ECDSA P-256 (instant-acme's only kind). An account in a
+//!   Traefik `acme.json` (RSA key) is replaced by a new registration; its
+//!   certificates load as they are.
+//! - `preferredChain` is accepted but the server's default chain is used;
+//!   `dnsChallenge`, `emailAddresses` and `keyType: RSA8192` are rejected with a
+//!   clear error; renewal timing is Traefik's table, without ACME renewal info (ARI).
 
 mod certificate;
 mod challenges;

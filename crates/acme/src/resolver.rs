@@ -349,8 +349,16 @@ impl Worker {
             .max_by_key(|c| c.not_after)
     }
 
+    /// Missing, or due for renewal: flagged by a renewal check and still expiring
+    /// soon (another set's fresh certificate may cover it by now).
     fn needs_work(&self, domains: &Domains) -> bool {
-        self.covering(domains).is_none() || self.tracks.get(domains).is_some_and(|t| t.renew)
+        match self.covering(domains) {
+            None => true,
+            Some(cert) => {
+                self.tracks.get(domains).is_some_and(|t| t.renew)
+                    && cert.remaining(SystemTime::now()) < self.settings.renew_before
+            }
+        }
     }
 
     async fn step(&mut self) {
@@ -664,10 +672,16 @@ impl Worker {
         }
         let account = self.account().await?;
         let result = self.order(&account, domains, &names).await;
-        if result.is_err() {
-            // The account may have been deactivated or the server reset (as pebble
-            // does on restart); register again on the next attempt.
+        if let Err(error) = &result {
+            // Rebuild the client on the next attempt (fresh directory and nonces).
             self.account = None;
+            // A server that lost the account (a reset CA, a deactivated account)
+            // needs a new registration rather than the stored credentials.
+            if error.detail.contains("accountDoesNotExist") {
+                if let Some(stored) = self.stored.as_mut() {
+                    stored.account = None;
+                }
+            }
         }
         result
     }

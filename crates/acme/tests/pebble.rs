@@ -365,3 +365,52 @@ async fn external_account_binding_is_sent_and_checked() {
         .await
         .unwrap();
 }
+
+/// A CA that lost the stored account (pebble keeps nothing across restarts)
+/// answers `accountDoesNotExist`; the resolver registers again and carries on.
+#[tokio::test]
+async fn account_unknown_after_ca_restart_is_registered_again() {
+    if !pebble_installed() {
+        return;
+    }
+    init_tracing();
+    let challenges = Challenges::new();
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let options = PebbleOptions {
+        http_port: http.local_addr().unwrap().port(),
+        tls_port: free_port(),
+        listen_port: free_port(),
+        ..Default::default()
+    };
+    tokio::spawn(serve_http01(http, challenges.clone()));
+    let pebble = Pebble::start(options.clone()).await;
+    let path = pebble.dir.path().join("acme.json");
+    let mut settings = pebble.settings(
+        "restart",
+        json!({"httpChallenge": {"entryPoint": "web"}}),
+        &path,
+    );
+    settings.retry.base = Duration::from_millis(100);
+    let storage = Arc::new(FileStorage::new(&path));
+    let handle = Resolver::spawn(settings, challenges, storage.clone());
+    handle.request(vec![Domains::new("one.sluice.test")]);
+    wait_for_certificates(&handle, LIMIT, |c| c.len() == 1).await;
+    let first_account = storage.load("restart").await.unwrap().account.unwrap().uri;
+
+    let dir = pebble.stop().await;
+    let pebble = Pebble::start_in(options, dir).await;
+    handle.request(vec![
+        Domains::new("one.sluice.test"),
+        Domains::new("two.sluice.test"),
+    ]);
+    let certs = wait_for_certificates(&handle, LIMIT, |c| c.len() == 2).await;
+    let second_account = storage.load("restart").await.unwrap().account.unwrap().uri;
+    assert_ne!(first_account, second_account);
+    let two = certs
+        .iter()
+        .find(|c| c.domains.main == "two.sluice.test")
+        .unwrap();
+    handshake_with(two, "two.sluice.test", &pebble.root_pem().await)
+        .await
+        .unwrap();
+}

@@ -23,6 +23,7 @@ use crate::provider::file::{self, FileProvider, Loaded};
 use crate::runtime::build::DEFAULT_PRECEDENCE;
 use crate::runtime::transport::Transports;
 use crate::runtime::{self, EntryPointHttp, Redirection, Runtime, Settings};
+use crate::tls::acme::AcmeResolvers;
 use crate::tls::TlsState;
 
 /// Errors that stop Sluice from starting.
@@ -40,6 +41,8 @@ pub enum StartError {
     NoEntryPoint,
     #[error("{field}: {reason}")]
     Provider { field: &'static str, reason: String },
+    #[error(transparent)]
+    Acme(#[from] crate::tls::acme::ResolverError),
     #[error("cannot start a worker thread: {0}")]
     Worker(std::io::Error),
 }
@@ -272,13 +275,22 @@ impl Proxy {
         let settings = settings(config)?;
         let transports = Arc::new(Transports::new(workers));
         let tls = Arc::new(TlsState::default());
+        let acme = AcmeResolvers::start(config.certificates_resolvers.as_ref())?.map(Arc::new);
         let mut provider = file_provider(config)?;
-        let first = build_next(&settings, provider.as_mut(), None, &transports, &tls, 1);
+        let first = build_next(
+            &settings,
+            provider.as_mut(),
+            None,
+            &transports,
+            &tls,
+            acme.as_deref(),
+            1,
+        );
         let shared = Arc::new(Shared {
             runtime: ArcSwap::from_pointee(first),
             server_name: server_name(),
             tls: tls.clone(),
-            challenges: None,
+            challenges: acme.as_ref().map(|a| a.challenges()),
         });
 
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -305,6 +317,9 @@ impl Proxy {
 
         // Reloads come from the file watcher and from `reload()` (SIGHUP).
         let (reload, mut reload_rx) = mpsc::channel::<()>(4);
+        if let Some(acme) = &acme {
+            acme.notify_changes(reload.clone());
+        }
         let watch_enabled = config.providers.file.as_ref().is_some_and(|f| f.watch);
         let (watcher, mut changes) = match provider
             .as_ref()
@@ -342,6 +357,7 @@ impl Proxy {
                     Some(&previous),
                     &transports,
                     &tls,
+                    acme.as_deref(),
                     generation,
                 );
                 loop_shared.runtime.store(Arc::new(next));
@@ -395,21 +411,26 @@ fn build_next(
     previous: Option<&Runtime>,
     transports: &Transports,
     tls: &TlsState,
+    acme: Option<&AcmeResolvers>,
     generation: u64,
 ) -> Runtime {
     let loaded = match provider {
         Some(provider) => provider.load(),
         None => Loaded::empty(),
     };
-    let (runtime, diagnostics) = runtime::build(
+    let acme_certificates = acme.map(|a| a.certificates(tls)).unwrap_or_default();
+    let (runtime, mut diagnostics) = runtime::build(
         settings,
         &loaded.config,
         previous,
         transports,
         tls,
-        &[],
+        &acme_certificates,
         generation,
     );
+    if let Some(acme) = acme {
+        diagnostics.extend(acme.request(&runtime.acme));
+    }
     for diagnostic in loaded.diagnostics.iter().chain(&diagnostics) {
         match diagnostic.severity {
             Severity::Error => tracing::error!("{diagnostic}"),

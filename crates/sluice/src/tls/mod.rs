@@ -4,11 +4,13 @@
 //! * [`certificate`]: parsed certificates and the SNI-indexed store.
 //! * [`options`]: TLS options compiled into rustls server configurations.
 //! * [`acceptor`]: one connection's handshake, from ClientHello to a stream to serve HTTP on.
+//! * [`acme`]: certificates obtained from ACME servers by `certificatesResolvers`.
 //!
 //! A [`TlsRuntime`] is part of each runtime snapshot: a handshake reads the snapshot current when
 //! it starts, so certificates and options change on reload without touching open connections.
 
 pub mod acceptor;
+pub mod acme;
 pub mod certificate;
 pub mod options;
 pub mod settings;

@@ -360,21 +360,18 @@ fn ensure_redis_server() -> bool {
 }
 
 async fn start_redis() -> Option<Redis> {
+    let port = free_port();
+    start_redis_with(port, &["--port".to_owned(), port.to_string()]).await
+}
+
+/// Starts redis-server with `args` (which make it listen on `port`).
+async fn start_redis_with(port: u16, args: &[String]) -> Option<Redis> {
     if !ensure_redis_server() {
         return None;
     }
-    let port = free_port();
     let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
+        .args(args)
+        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -448,6 +445,196 @@ http:
         .expect("request");
     assert_eq!(answer.status, 500, "{}", answer.body);
     assert_eq!(app.whoami.requests(), 3);
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, both signed by it, as
+/// PEM: (CA, server cert, server key, client cert, client key).
+fn redis_pki() -> [String; 5] {
+    let ca_key = rcgen::KeyPair::generate().expect("ca key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "test Redis CA");
+    let ca = ca_params.self_signed(&ca_key).expect("ca");
+    let issuer = rcgen::Issuer::new(ca_params, &ca_key);
+    let server_key = rcgen::KeyPair::generate().expect("server key");
+    let server = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .expect("server params")
+        .signed_by(&server_key, &issuer)
+        .expect("server cert");
+    let client_key = rcgen::KeyPair::generate().expect("client key");
+    let client = rcgen::CertificateParams::new(vec!["sluice.test".to_owned()])
+        .expect("client params")
+        .signed_by(&client_key, &issuer)
+        .expect("client cert");
+    [
+        ca.pem(),
+        server.pem(),
+        server_key.serialize_pem(),
+        client.pem(),
+        client_key.serialize_pem(),
+    ]
+}
+
+/// rateLimit through a Redis that only speaks TLS and wants a client certificate: with the
+/// CA and a client certificate (from files, or inline as the CRD provider writes them) the
+/// bucket works; without the client certificate, or without trusting the server, the limiter
+/// cannot reach Redis and answers 500; insecureSkipVerify trusts any server.
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limit_in_redis_over_tls() {
+    let pki = redis_pki();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let [ca, server_cert, server_key, client_cert, client_key] = [
+        "ca.crt",
+        "server.crt",
+        "server.key",
+        "client.crt",
+        "client.key",
+    ]
+    .map(|name| dir.path().join(name).display().to_string());
+    for (path, pem) in [&ca, &server_cert, &server_key, &client_cert, &client_key]
+        .into_iter()
+        .zip(&pki)
+    {
+        std::fs::write(path, pem).expect("write PEM");
+    }
+    let port = free_port();
+    let args = [
+        "--port",
+        "0",
+        "--tls-port",
+        &port.to_string(),
+        "--tls-cert-file",
+        &server_cert,
+        "--tls-key-file",
+        &server_key,
+        "--tls-ca-cert-file",
+        &ca,
+    ]
+    .map(str::to_owned);
+    let Some(redis) = start_redis_with(port, &args).await else {
+        println!("SKIPPED: the Redis TLS rate-limit test needs redis-server, which is not installed and could not be installed");
+        return;
+    };
+    let app = origin("app").await;
+    let inline = |pem: &str| serde_json::to_string(pem).expect("json string");
+    let config = format!(
+        r#"
+http:
+  routers:
+    files:
+      rule: "PathPrefix(`/files`)"
+      service: app
+      middlewares: [files]
+    inline:
+      rule: "PathPrefix(`/inline`)"
+      service: app
+      middlewares: [inline]
+    insecure:
+      rule: "PathPrefix(`/insecure`)"
+      service: app
+      middlewares: [insecure]
+    no-client-cert:
+      rule: "PathPrefix(`/no-client-cert`)"
+      service: app
+      middlewares: [no-client-cert]
+    untrusted:
+      rule: "PathPrefix(`/untrusted`)"
+      service: app
+      middlewares: [untrusted]
+  middlewares:
+    files:
+      rateLimit:
+        average: 1
+        period: 1h
+        burst: 2
+        redis:
+          endpoints: ["127.0.0.1:{port}"]
+          dialTimeout: 2s
+          tls:
+            ca: "{ca}"
+            cert: "{client_cert}"
+            key: "{client_key}"
+    inline:
+      rateLimit:
+        average: 1
+        period: 1h
+        burst: 1
+        redis:
+          endpoints: ["127.0.0.1:{port}"]
+          dialTimeout: 2s
+          tls:
+            ca: {ca_pem}
+            cert: {cert_pem}
+            key: {key_pem}
+    insecure:
+      rateLimit:
+        average: 1
+        period: 1h
+        burst: 1
+        redis:
+          endpoints: ["127.0.0.1:{port}"]
+          dialTimeout: 2s
+          tls:
+            cert: "{client_cert}"
+            key: "{client_key}"
+            insecureSkipVerify: true
+    no-client-cert:
+      rateLimit:
+        average: 1
+        period: 1h
+        redis:
+          endpoints: ["127.0.0.1:{port}"]
+          dialTimeout: 2s
+          tls:
+            ca: "{ca}"
+    untrusted:
+      rateLimit:
+        average: 1
+        period: 1h
+        redis:
+          endpoints: ["127.0.0.1:{port}"]
+          dialTimeout: 2s
+          tls:
+            cert: "{client_cert}"
+            key: "{client_key}"
+  services:
+    app:
+      loadBalancer:
+        servers:
+          - url: "{app}"
+"#,
+        ca_pem = inline(&pki[0]),
+        cert_pem = inline(&pki[3]),
+        key_pem = inline(&pki[4]),
+        app = app.url(),
+    );
+    let sluice = Sluice::start(&[("limits.yaml", config)], &[]).await;
+    let client = common::client();
+    let statuses = |path: &'static str, n: usize| {
+        let client = client.clone();
+        let url = sluice.url(path);
+        async move {
+            let mut all = Vec::new();
+            for _ in 0..n {
+                let answer = send(&client, "GET", &url, &[], "").await.expect("request");
+                all.push(answer.status);
+            }
+            all
+        }
+    };
+    assert_eq!(statuses("/files", 3).await, vec![200, 200, 429]);
+    assert_eq!(statuses("/inline", 2).await, vec![200, 429]);
+    assert_eq!(statuses("/insecure", 2).await, vec![200, 429]);
+    assert_eq!(statuses("/no-client-cert", 1).await, vec![500]);
+    assert_eq!(statuses("/untrusted", 1).await, vec![500]);
+    assert_eq!(app.whoami.requests(), 4);
+    // Each refusal is logged with the TLS reason.
+    let log = sluice.log_text();
+    assert!(log.contains("CertificateRequired"), "{log}");
+    assert!(log.contains("UnknownIssuer"), "{log}");
+    drop(redis);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -817,6 +817,57 @@ async fn in_flight_slot_is_held_until_the_body_is_sent() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn in_flight_slot_is_held_while_a_websocket_is_open() {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+    let s = start(false).await;
+    let url = format!("ws://{}/echo", s.sluice.addr);
+    let (mut ws, response) = tokio_tungstenite::connect_async(&url)
+        .await
+        .expect("websocket handshake");
+    assert_eq!(response.status(), 101);
+    ws.send(Message::text("ping")).await.expect("send");
+    let echoed = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("echo in time")
+        .expect("a message")
+        .expect("a valid message");
+    assert_eq!(echoed.into_text().expect("text").as_str(), "ping");
+
+    // The 101 is long gone; the tunnel still holds the only slot.
+    let over = get(&s.sluice.url("/data?size=10"), &[]).await;
+    assert_eq!(over.status, 429, "the first WebSocket is still open");
+    match tokio_tungstenite::connect_async(&url).await {
+        Err(WsError::Http(refused)) => assert_eq!(refused.status(), 429),
+        Err(other) => panic!("second WebSocket: unexpected error {other}"),
+        Ok(_) => panic!("a second WebSocket was let in while the first is open"),
+    }
+
+    ws.close(None).await.expect("close");
+    while let Some(Ok(_)) = ws.next().await {}
+    drop(ws);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = get(&s.sluice.url("/data?size=10"), &[]).await;
+        if answer.status == 200 {
+            assert_eq!(answer.body.len(), 10);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the tunnel's slot was never given back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (mut again, response) = tokio_tungstenite::connect_async(&url)
+        .await
+        .expect("a WebSocket after the first one closed");
+    assert_eq!(response.status(), 101);
+    again.close(None).await.expect("close");
+}
+
 // ---------------------------------------------------------------------------------------------
 // passTLSClientCert
 

@@ -360,21 +360,18 @@ fn ensure_redis_server() -> bool {
 }
 
 async fn start_redis() -> Option<Redis> {
+    let port = free_port();
+    start_redis_with(port, &["--port".to_owned(), port.to_string()]).await
+}
+
+/// Starts redis-server with `args` (which make it listen on `port`).
+async fn start_redis_with(port: u16, args: &[String]) -> Option<Redis> {
     if !ensure_redis_server() {
         return None;
     }
-    let port = free_port();
     let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
+        .args(args)
+        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -448,6 +445,196 @@ http:
         .expect("request");
     assert_eq!(answer.status, 500, "{}", answer.body);
     assert_eq!(app.whoami.requests(), 3);
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, both signed by it, as
+/// PEM: (CA, server cert, server key, client cert, client key).
+fn redis_pki() -> [String; 5] {
+    let ca_key = rcgen::KeyPair::generate().expect("ca key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "test Redis CA");
+    let ca = ca_params.self_signed(&ca_key).expect("ca");
+    let issuer = rcgen::Issuer::new(ca_params, &ca_key);
+    let server_key = rcgen::KeyPair::generate().expect("server key");
+    let server = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .expect("server params")
+        .signed_by(&server_key, &issuer)
+        .expect("server cert");
+    let client_key = rcgen::KeyPair::generate().expect("client key");
+    let client = rcgen::CertificateParams::new(vec!["sluice.test".to_owned()])
+        .expect("client params")
+        .signed_by(&client_key, &issuer)
+        .expect("client cert");
+    [
+        ca.pem(),
+        server.pem(),
+        server_key.serialize_pem(),
+        client.pem(),
+        client_key.serialize_pem(),
+    ]
+}
+
+/// rateLimit through a Redis that only speaks TLS and wants a client certificate: with the
+/// CA and a client certificate (from files, or inline as the CRD provider writes them) the
+/// bucket works; without the client certificate, or without trusting the server, the limiter
+/// cannot reach Redis and answers 500; insecureSkipVerify trusts any server.
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limit_in_redis_over_tls() {
+    let pki = redis_pki();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let [ca, server_cert, server_key, client_cert, client_key] = [
+        "ca.crt",
+        "server.crt",
+        "server.key",
+        "client.crt",
+        "client.key",
+    ]
+    .map(|name| dir.path().join(name).display().to_string());
+    for (path, pem) in [&ca, &server_cert, &server_key, &client_cert, &client_key]
+        .into_iter()
+        .zip(&pki)
+    {
+        std::fs::write(path, pem).expect("write PEM");
+    }
+    let port = free_port();
+    let args = [
+        "--port",
+        "0",
+        "--tls-port",
+        &port.to_string(),
+        "--tls-cert-file",
+        &server_cert,
+        "--tls-key-file",
+        &server_key,
+        "--tls-ca-cert-file",
+        &ca,
+    ]
+    .map(str::to_owned);
+    let Some(redis) = start_redis_with(port, &args).await else {
+        println!("SKIPPED: the Redis TLS rate-limit test needs redis-server, which is not installed and could not be installed");
+        return;
+    };
+    let app = origin("app").await;
+    let inline = |pem: &str| serde_json::to_string(pem).expect("json string");
+    let config = format!(
+        r#"
+http:
+  routers:
+    files:
+      rule: "PathPrefix(`/files`)"
+      service: app
+      middlewares: [files]
+    inline:
+      rule: "PathPrefix(`/inline`)"
+      service: app
+      middlewares: [inline]
+    insecure:
+      rule: "PathPrefix(`/insecure`)"
+      service: app
+      middlewares: [insecure]
+    no-client-cert:
+      rule: "PathPrefix(`/no-client-cert`)"
+      service: app
+      middlewares: [no-client-cert]
+    untrusted:
+      rule: "PathPrefix(`/untrusted`)"
+      service: app
+      middlewares: [untrusted]
+  middlewares:
+    files:
+      rateLimit:
+        average: 1
+        period: 1h
+        burst: 2
+        redis:
+          endpoints: ["127.0.0.1:{port}"]
+          dialTimeout: 2s
+          tls:
+            ca: "{ca}"
+            cert: "{client_cert}"
+            key: "{client_key}"
+    inline:
+      rateLimit:
+        average: 1
+        period: 1h
+        burst: 1
+        redis:
+          endpoints: ["127.0.0.1:{port}"]
+          dialTimeout: 2s
+          tls:
+            ca: {ca_pem}
+            cert: {cert_pem}
+            key: {key_pem}
+    insecure:
+      rateLimit:
+        average: 1
+        period: 1h
+        burst: 1
+        redis:
+          endpoints: ["127.0.0.1:{port}"]
+          dialTimeout: 2s
+          tls:
+            cert: "{client_cert}"
+            key: "{client_key}"
+            insecureSkipVerify: true
+    no-client-cert:
+      rateLimit:
+        average: 1
+        period: 1h
+        redis:
+          endpoints: ["127.0.0.1:{port}"]
+          dialTimeout: 2s
+          tls:
+            ca: "{ca}"
+    untrusted:
+      rateLimit:
+        average: 1
+        period: 1h
+        redis:
+          endpoints: ["127.0.0.1:{port}"]
+          dialTimeout: 2s
+          tls:
+            cert: "{client_cert}"
+            key: "{client_key}"
+  services:
+    app:
+      loadBalancer:
+        servers:
+          - url: "{app}"
+"#,
+        ca_pem = inline(&pki[0]),
+        cert_pem = inline(&pki[3]),
+        key_pem = inline(&pki[4]),
+        app = app.url(),
+    );
+    let sluice = Sluice::start(&[("limits.yaml", config)], &[]).await;
+    let client = common::client();
+    let statuses = |path: &'static str, n: usize| {
+        let client = client.clone();
+        let url = sluice.url(path);
+        async move {
+            let mut all = Vec::new();
+            for _ in 0..n {
+                let answer = send(&client, "GET", &url, &[], "").await.expect("request");
+                all.push(answer.status);
+            }
+            all
+        }
+    };
+    assert_eq!(statuses("/files", 3).await, vec![200, 200, 429]);
+    assert_eq!(statuses("/inline", 2).await, vec![200, 429]);
+    assert_eq!(statuses("/insecure", 2).await, vec![200, 429]);
+    assert_eq!(statuses("/no-client-cert", 1).await, vec![500]);
+    assert_eq!(statuses("/untrusted", 1).await, vec![500]);
+    assert_eq!(app.whoami.requests(), 4);
+    // Each refusal is logged with the TLS reason.
+    let log = sluice.log_text();
+    assert!(log.contains("CertificateRequired"), "{log}");
+    assert!(log.contains("UnknownIssuer"), "{log}");
+    drop(redis);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -830,6 +1017,299 @@ http:
         .expect("request");
     assert_eq!(answer.status, 200);
     assert_eq!(echo.hits(), 3);
+}
+
+/// Bytes whose value depends on their position (a pseudo-random table with a prime period), so
+/// a receiver can check every byte it gets is the right one at the right place.
+struct Pattern {
+    /// The table twice over, so any window up to one period is one slice.
+    doubled: Vec<u8>,
+}
+
+impl Pattern {
+    const PERIOD: usize = 65_521;
+
+    fn new() -> Self {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let table: Vec<u8> = (0..Self::PERIOD)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 24) as u8
+            })
+            .collect();
+        let mut doubled = table.clone();
+        doubled.extend_from_slice(&table);
+        Self { doubled }
+    }
+
+    /// `len` bytes from stream position `offset`.
+    fn bytes(&self, mut offset: u64, len: usize) -> Bytes {
+        let mut out = Vec::with_capacity(len);
+        while out.len() < len {
+            let start = (offset % Self::PERIOD as u64) as usize;
+            let n = (len - out.len()).min(Self::PERIOD);
+            out.extend_from_slice(&self.doubled[start..start + n]);
+            offset += n as u64;
+        }
+        Bytes::from(out)
+    }
+
+    /// Whether `data` is what the stream holds at `offset`.
+    fn matches(&self, mut offset: u64, mut data: &[u8]) -> bool {
+        while !data.is_empty() {
+            let start = (offset % Self::PERIOD as u64) as usize;
+            let n = data.len().min(Self::PERIOD);
+            if data[..n] != self.doubled[start..start + n] {
+                return false;
+            }
+            data = &data[n..];
+            offset += n as u64;
+        }
+        true
+    }
+
+    /// A streaming body of `size` pattern bytes, in 64 KiB chunks.
+    fn body(self: &Arc<Self>, size: u64) -> BoxBody<Bytes, std::io::Error> {
+        const CHUNK: u64 = 64 * 1024;
+        let pattern = self.clone();
+        let stream = futures_util::stream::iter((0..size.div_ceil(CHUNK)).map(move |i| {
+            let offset = i * CHUNK;
+            let len = CHUNK.min(size - offset) as usize;
+            Ok::<_, std::io::Error>(Frame::data(pattern.bytes(offset, len)))
+        }));
+        BodyExt::boxed(StreamBody::new(stream))
+    }
+
+    /// Reads `body` to its end: its length and whether every byte was in place.
+    async fn check<B>(&self, mut body: B) -> (u64, bool)
+    where
+        B: hyper::body::Body<Data = Bytes> + Unpin,
+        B::Error: std::fmt::Debug,
+    {
+        let mut len = 0u64;
+        let mut intact = true;
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.expect("body frame").into_data() {
+                intact &= self.matches(len, &data);
+                len += data.len() as u64;
+            }
+        }
+        (len, intact)
+    }
+}
+
+/// An origin that checks uploads against [`Pattern`] as they stream in (answering
+/// `"<length> <intact>"`, with 503 to the first upload to `/spill`), and streams `GET ?size=N` pattern
+/// bytes; nothing is held whole.
+async fn pattern_origin(pattern: Arc<Pattern>) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let uploads = Arc::new(AtomicUsize::new(0));
+    let counter = uploads.clone();
+    let refused = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let pattern = pattern.clone();
+            let counter = counter.clone();
+            let refused = refused.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                    let pattern = pattern.clone();
+                    let counter = counter.clone();
+                    let refused = refused.clone();
+                    async move {
+                        if req.method() == http::Method::GET {
+                            let size: u64 = req
+                                .uri()
+                                .query()
+                                .and_then(|q| q.strip_prefix("size="))
+                                .and_then(|v| v.parse().ok())
+                                .unwrap_or(0);
+                            return Ok::<_, Infallible>(http::Response::new(pattern.body(size)));
+                        }
+                        let spill = req.uri().path().starts_with("/spill");
+                        let (len, intact) = pattern.check(req.into_body()).await;
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        let first = spill && !refused.swap(true, Ordering::SeqCst);
+                        let mut response = http::Response::new(
+                            Full::new(Bytes::from(format!("{len} {intact}")))
+                                .map_err(|never| match never {})
+                                .boxed(),
+                        );
+                        if first {
+                            *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+                        }
+                        Ok(response)
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, uploads)
+}
+
+/// Files the process has open that no longer have a name (spilled bodies).
+fn unnamed_open_files(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .filter(|target| target.to_string_lossy().ends_with("(deleted)"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// 100 MB each way through buffering with 64 KiB in memory: the bodies spill to disk, arrive
+/// intact (the upload twice, replayed by retryExpression), and the proxy's memory stays flat;
+/// the maxima still hold on spilled bodies.
+#[tokio::test(flavor = "multi_thread")]
+async fn buffering_spills_large_bodies_to_disk() {
+    const SIZE: u64 = 100 * 1024 * 1024;
+    const MAX: u64 = 2 * 1024 * 1024;
+    let pattern = Arc::new(Pattern::new());
+    let (origin_addr, uploads) = pattern_origin(pattern.clone()).await;
+    let config = format!(
+        r#"
+http:
+  routers:
+    spill:
+      rule: "PathPrefix(`/spill`)"
+      service: patterns
+      middlewares: [spill]
+    capped:
+      rule: "PathPrefix(`/capped`)"
+      service: patterns
+      middlewares: [capped]
+  middlewares:
+    spill:
+      buffering:
+        memRequestBodyBytes: 65536
+        memResponseBodyBytes: 65536
+        retryExpression: "ResponseCode() == 503 && Attempts() < 2"
+    capped:
+      buffering:
+        memRequestBodyBytes: 65536
+        memResponseBodyBytes: 65536
+        maxRequestBodyBytes: {MAX}
+        maxResponseBodyBytes: {MAX}
+  services:
+    patterns:
+      loadBalancer:
+        servers:
+          - url: "http://{origin_addr}"
+"#
+    );
+    let sluice = Sluice::start(&[("spill.yaml", config)], &[]).await;
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build_http::<BoxBody<Bytes, std::io::Error>>();
+    let post = |path: &str, size: u64| {
+        http::Request::post(sluice.url(path))
+            .body(pattern.body(size))
+            .expect("request")
+    };
+    let get = |path: &str| {
+        http::Request::get(sluice.url(path))
+            .body(pattern.body(0))
+            .expect("request")
+    };
+
+    // Limits first, on chunked uploads (no Content-Length to refuse early).
+    let response = client.request(post("/capped", MAX)).await.expect("upload");
+    assert_eq!(response.status(), 200, "exactly the maximum passes");
+    let text = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    assert_eq!(text, format!("{MAX} true").as_bytes());
+    let response = client
+        .request(post("/capped", MAX + 1))
+        .await
+        .expect("upload");
+    assert_eq!(response.status(), 413);
+    assert_eq!(
+        uploads.load(Ordering::SeqCst),
+        1,
+        "refused before the origin"
+    );
+    let response = client
+        .request(get(&format!("/capped?size={MAX}")))
+        .await
+        .expect("download");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        pattern.check(response.into_body()).await,
+        (MAX, true),
+        "an answer of exactly the maximum passes"
+    );
+    let response = client
+        .request(get(&format!("/capped?size={}", MAX + 1)))
+        .await
+        .expect("download");
+    assert_eq!(response.status(), 500);
+    let baseline_kib = sluice.peak_rss_kib();
+
+    // Upload: the origin's first answer is 503, so the spilled body is sent a second time.
+    let response = client.request(post("/spill", SIZE)).await.expect("upload");
+    assert_eq!(response.status(), 200);
+    let text = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    assert_eq!(text, format!("{SIZE} true").as_bytes());
+    assert_eq!(
+        uploads.load(Ordering::SeqCst),
+        3,
+        "one refusal, then the replay"
+    );
+
+    // Download: the whole answer is stored before the client gets its first byte.
+    let response = client
+        .request(get(&format!("/spill?size={SIZE}")))
+        .await
+        .expect("download");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response
+            .headers()
+            .get("content-length")
+            .map(|v| v.as_bytes()),
+        Some(SIZE.to_string().as_bytes())
+    );
+    assert_eq!(pattern.check(response.into_body()).await, (SIZE, true));
+
+    let peak_kib = sluice.peak_rss_kib();
+    let growth_mib = peak_kib.saturating_sub(baseline_kib) / 1024;
+    println!(
+        "sluice peak RSS: {} MiB before, {} MiB after buffering 100 MB up (sent twice) + 100 MB down (growth {growth_mib} MiB)",
+        baseline_kib / 1024,
+        peak_kib / 1024
+    );
+    assert!(
+        growth_mib < 32,
+        "RSS grew by {growth_mib} MiB: buffered bodies are held in memory"
+    );
+    // The temporary files go with the bodies.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while unnamed_open_files(sluice.pid()) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(unnamed_open_files(sluice.pid()), 0, "spill files left open");
 }
 
 // ---------------------------------------------------------------------------------------------

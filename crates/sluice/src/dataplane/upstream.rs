@@ -4,6 +4,8 @@ use http::uri::{PathAndQuery, Scheme, Uri};
 use http::{header, HeaderValue, Request, Response, StatusCode, Version};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use std::any::Any;
+use std::sync::Arc;
 
 use super::body::{boxed, ProxyBody};
 use super::error::ProxyError;
@@ -21,6 +23,25 @@ pub fn rebuild(parts: &http::request::Parts, body: ProxyBody) -> Request<ProxyBo
     *request.headers_mut() = parts.headers.clone();
     *request.extensions_mut() = parts.extensions.clone();
     request
+}
+
+/// What must stay alive as long as a request's upgraded tunnel (an `inFlightReq` slot, say).
+///
+/// Middlewares add to it in the request's extensions; the forwarding step takes it out before
+/// sending, and hands it to the tunnel when the origin switches protocols, or drops it when it
+/// does not (the response then carries whatever the middleware attached to it).
+#[derive(Clone, Default)]
+pub struct TunnelHold(Vec<Arc<dyn Any + Send + Sync>>);
+
+impl TunnelHold {
+    /// Keeps `value` until the tunnel of `request` (if one opens) is closed.
+    pub fn attach(request: &mut Request<ProxyBody>, value: Arc<dyn Any + Send + Sync>) {
+        request
+            .extensions_mut()
+            .get_or_insert_default::<TunnelHold>()
+            .0
+            .push(value);
+    }
 }
 
 /// What the request handler hands over for one upstream exchange.
@@ -68,6 +89,7 @@ pub async fn forward(
         Protocol::Http | Protocol::Https => Version::HTTP_11,
         Protocol::H2c => Version::HTTP_2,
     };
+    let hold = request.extensions_mut().remove::<TunnelHold>();
     let headers = request.headers_mut();
     hop_by_hop::remove(
         headers,
@@ -123,7 +145,7 @@ pub async fn forward(
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some((_, client_side)) = upgrade {
             let origin_side = hyper::upgrade::on(&mut response);
-            tokio::spawn(tunnel(client_side, origin_side));
+            tokio::spawn(tunnel(client_side, origin_side, hold));
         }
         return Ok(response);
     }
@@ -131,8 +153,9 @@ pub async fn forward(
     Ok(response)
 }
 
-/// Copies bytes both ways between the client and the origin once both have switched protocols.
-async fn tunnel(client: OnUpgrade, origin: OnUpgrade) {
+/// Copies bytes both ways between the client and the origin once both have switched protocols;
+/// `_hold` is released when the tunnel closes.
+async fn tunnel(client: OnUpgrade, origin: OnUpgrade, _hold: Option<TunnelHold>) {
     let (client, origin) = match tokio::try_join!(client, origin) {
         Ok(pair) => pair,
         Err(error) => {

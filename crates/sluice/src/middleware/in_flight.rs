@@ -1,7 +1,8 @@
 //! `inFlightReq`: at most `amount` requests of one source at a time; the next gets a 429.
 //!
 //! A request counts from the moment it passes until its response body has been sent (or the
-//! client went away), as in Traefik where the slot is held for the whole handler. The source is
+//! client went away), as in Traefik where the slot is held for the whole handler; an upgraded
+//! request (WebSocket) counts until its tunnel closes. The source is
 //! the request's Host by default, or a header, or the client IP per `ipStrategy`.
 
 use std::collections::HashMap;
@@ -20,7 +21,7 @@ use super::ip_allow_list::IpStrategy;
 use super::{Answer, Middleware, MiddlewareError, Next};
 use crate::dataplane::body::{full, BoxError, ProxyBody};
 use crate::dataplane::request::Connection;
-use crate::dataplane::upstream::Outgoing;
+use crate::dataplane::upstream::{Outgoing, TunnelHold};
 
 /// Traefik's `inFlightReq` options.
 #[derive(Debug, Deserialize)]
@@ -163,7 +164,7 @@ impl Drop for Slot {
 /// A response body that holds a slot until it ends or is dropped.
 struct HoldingBody {
     inner: ProxyBody,
-    slot: Option<Slot>,
+    slot: Option<Arc<Slot>>,
 }
 
 impl Body for HoldingBody {
@@ -220,7 +221,7 @@ impl Middleware for InFlightReq {
     fn handle<'a>(
         &'a self,
         connection: &'a Connection,
-        outgoing: Outgoing,
+        mut outgoing: Outgoing,
         next: Next<'a>,
     ) -> Answer<'a> {
         let key = self.criterion.key(connection, &outgoing);
@@ -238,6 +239,12 @@ impl Middleware for InFlightReq {
                 Ok(response)
             });
         };
+        let slot = Arc::new(slot);
+        if outgoing.upgrade.is_some() {
+            // A WebSocket (or other upgrade) counts until its tunnel closes, not just until
+            // the 101 answer is out.
+            TunnelHold::attach(&mut outgoing.request, slot.clone());
+        }
         Box::pin(async move {
             // On error the slot is dropped here; on success it travels with the body.
             let response = next.run(outgoing).await?;

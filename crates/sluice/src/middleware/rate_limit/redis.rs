@@ -4,8 +4,10 @@
 //! take and write of a bucket cannot interleave with another instance's. The script reads
 //! Redis's own clock (`TIME`), so instances whose clocks disagree still agree on the buckets.
 //!
-//! Not covered: `tls` (refused with an error) and cluster mode (with several `endpoints` they are
-//! tried in order as fail-over candidates for one server). `poolSize`, `minIdleConns` and
+//! `tls` connects with rustls: `ca` (else the system's roots), `cert` + `key` for a client
+//! certificate, `insecureSkipVerify`; each a file path or inline PEM (what the CRD provider
+//! writes from Secrets). Not covered: cluster mode (with several `endpoints` they are tried in
+//! order as fail-over candidates for one server). `poolSize`, `minIdleConns` and
 //! `maxActiveConns` are accepted; one multiplexed connection carries every request, so there
 //! is no pool to size. `readTimeout` and `writeTimeout` bound each script run together.
 
@@ -13,15 +15,17 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::{
-    AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo,
-    RedisConnectionInfo,
+    AsyncConnectionConfig, Client, ClientTlsConfig, ConnectionAddr, ConnectionInfo,
+    IntoConnectionInfo, RedisConnectionInfo, TlsCertificates,
 };
 use serde::Deserialize;
 use sluice_config::GoDuration;
 use tokio::sync::Mutex;
 
 use super::{Decision, Limits};
+use crate::middleware::auth::parse_at;
 use crate::middleware::MiddlewareError;
+use crate::runtime::transport::tls::read_pem;
 
 /// `rateLimit.redis`, with Traefik's names.
 #[derive(Debug, Deserialize, Default)]
@@ -44,6 +48,64 @@ pub struct RedisSpec {
     read_timeout: Option<GoDuration>,
     write_timeout: Option<GoDuration>,
     dial_timeout: Option<GoDuration>,
+}
+
+/// `rateLimit.redis.tls` (Traefik's client TLS options).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct TlsSpec {
+    ca: Option<String>,
+    cert: Option<String>,
+    key: Option<String>,
+    #[serde(default)]
+    insecure_skip_verify: bool,
+    /// A server-side notion in Traefik's shared TLS type; meaningless for a client: accepted.
+    #[allow(dead_code)]
+    ca_optional: Option<bool>,
+}
+
+/// How to reach Redis over TLS.
+struct RedisTls {
+    certificates: TlsCertificates,
+    insecure: bool,
+}
+
+impl RedisTls {
+    fn parse(spec: &serde_json::Value) -> Result<Self, MiddlewareError> {
+        let spec: TlsSpec = parse_at(spec, "redis.tls")?;
+        let pem = |field: &str, value: &Option<String>| {
+            value
+                .as_deref()
+                .filter(|v| !v.is_empty())
+                .map(|v| read_pem(field, v).map(String::into_bytes))
+                .transpose()
+                .map_err(|e| MiddlewareError::new(format!("redis.tls.{field}"), e))
+        };
+        let root_cert = pem("ca", &spec.ca)?;
+        let client_tls = match (pem("cert", &spec.cert)?, pem("key", &spec.key)?) {
+            (Some(client_cert), Some(client_key)) => Some(ClientTlsConfig {
+                client_cert,
+                client_key,
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(MiddlewareError::new(
+                    "redis.tls",
+                    "cert and key go together",
+                ))
+            }
+        };
+        // The redis client builds its rustls configuration from the process-wide provider;
+        // make that the one Sluice uses everywhere else (a no-op once one is installed).
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        Ok(Self {
+            certificates: TlsCertificates {
+                client_tls,
+                root_cert,
+            },
+            insecure: spec.insecure_skip_verify,
+        })
+    }
 }
 
 /// The token bucket, run inside Redis. Arguments: rate in tokens per microsecond, burst,
@@ -108,12 +170,7 @@ impl std::fmt::Debug for RedisLimiter {
 impl RedisLimiter {
     /// Checks the options; nothing connects until the first request.
     pub fn new(spec: RedisSpec, limits: Limits) -> Result<Self, MiddlewareError> {
-        if spec.tls.is_some() {
-            return Err(MiddlewareError::new(
-                "redis.tls",
-                "TLS connections to Redis are not supported yet",
-            ));
-        }
+        let tls = spec.tls.as_ref().map(RedisTls::parse).transpose()?;
         let endpoints = spec
             .endpoints
             .unwrap_or_else(|| vec!["localhost:6379".to_owned()]);
@@ -156,13 +213,27 @@ impl RedisLimiter {
                 .trim_start_matches('[')
                 .trim_end_matches(']')
                 .to_owned();
-            let info: ConnectionInfo = ConnectionAddr::Tcp(host, port)
+            let address = match &tls {
+                None => ConnectionAddr::Tcp(host, port),
+                Some(tls) => ConnectionAddr::TcpTls {
+                    host,
+                    port,
+                    insecure: tls.insecure,
+                    tls_params: None,
+                },
+            };
+            let info: ConnectionInfo = address
                 .into_connection_info()
                 .map_err(|e| MiddlewareError::new(field(), e.to_string()))?
                 .set_redis_settings(settings.clone());
-            clients.push(
-                Client::open(info).map_err(|e| MiddlewareError::new(field(), e.to_string()))?,
-            );
+            let client = match &tls {
+                None => Client::open(info),
+                Some(tls) => Client::build_with_tls(info, tls.certificates.clone()),
+            };
+            clients.push(client.map_err(|e| match &tls {
+                Some(_) => MiddlewareError::new("redis.tls", e.to_string()),
+                None => MiddlewareError::new(field(), e.to_string()),
+            })?);
         }
         let duration = |value: Option<GoDuration>, default: u64, field: &str| match value {
             None => Ok(Duration::from_secs(default)),
@@ -242,5 +313,61 @@ impl RedisLimiter {
         } else {
             Decision::Refuse(wait)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn limits() -> Limits {
+        Limits {
+            rate: 1.0,
+            burst: 1.0,
+            max_delay: Duration::ZERO,
+        }
+    }
+
+    fn limiter(redis: serde_json::Value) -> Result<RedisLimiter, MiddlewareError> {
+        let spec: RedisSpec = serde_json::from_value(redis).expect("spec");
+        RedisLimiter::new(spec, limits())
+    }
+
+    #[test]
+    fn tls_options_are_checked_with_their_field() {
+        let err = |redis| limiter(redis).unwrap_err().field;
+        assert_eq!(
+            err(json!({"tls": {"cert": "/nonexistent.crt"}})),
+            "redis.tls.cert"
+        );
+        assert_eq!(
+            err(json!({"tls": {"cert": "-----BEGIN CERTIFICATE-----\n"}})),
+            "redis.tls"
+        );
+        assert_eq!(err(json!({"tls": {"sni": "x"}})), "redis.tls.sni");
+        assert_eq!(
+            err(
+                json!({"tls": {"ca": "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n"}})
+            ),
+            "redis.tls"
+        );
+    }
+
+    #[test]
+    fn tls_uses_the_aws_lc_provider() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let limiter = limiter(json!({
+            "endpoints": ["localhost:6380"],
+            "tls": {"ca": cert.pem(), "cert": cert.pem(), "key": key.serialize_pem(), "caOptional": true},
+        }))
+        .unwrap();
+        assert_eq!(limiter.clients.len(), 1);
+        let installed = rustls::crypto::CryptoProvider::get_default().expect("a default provider");
+        assert_eq!(format!("{:?}", installed.key_provider), "AwsLcRs");
     }
 }

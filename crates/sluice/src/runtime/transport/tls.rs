@@ -43,7 +43,7 @@ impl fmt::Debug for LoadedPem {
 }
 
 /// Reads a PEM value the way Traefik's `FileOrContent` does: inline PEM text, else a file path.
-fn read_pem(field: &str, value: &str) -> Result<String, String> {
+pub(crate) fn read_pem(field: &str, value: &str) -> Result<String, String> {
     if value.trim_start().starts_with("-----BEGIN") {
         return Ok(value.to_owned());
     }

@@ -4,27 +4,28 @@
 //!
 //! - A request larger than `maxRequestBodyBytes` gets 413 (announced sizes are refused before
 //!   anything is read); an answer larger than `maxResponseBodyBytes` gets 500.
-//! - Everything is kept in memory; Sluice never spills to disk. With a maximum set, that is up
-//!   to the maximum. Without one (`0`), Traefik would buffer without bound (on disk past the
-//!   `mem*BodyBytes` thresholds); Sluice buffers up to the threshold and streams the rest
-//!   unbuffered instead — such a request or answer cannot be replayed.
+//! - Up to `memRequestBodyBytes` / `memResponseBodyBytes` (default 1 MiB each) of a body stay
+//!   in memory; the rest goes to an unnamed temporary file ([`stored`]) and is streamed back
+//!   from it, so memory stays bounded whatever the size. Without a maximum (`0`) a body is
+//!   buffered whole however large, on disk, as in Traefik.
 //! - `retryExpression` (oxy's language): `Attempts()` (the first attempt counts),
 //!   `ResponseCode()`, `IsNetworkError()` (the answer is 502 or 504), e.g.
 //!   `IsNetworkError() && Attempts() < 2`. At most 10 attempts, as oxy.
 
+mod stored;
+
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
 use http::{header, HeaderValue, Response, StatusCode};
-use http_body_util::BodyExt;
-use hyper::body::Body;
 use serde::Deserialize;
 use serde_json::Value;
+
+use stored::{store, StoreError, Stored};
 
 use super::circuit_breaker::expression::{self, Expr, Function, Kind};
 use super::errors::parse_spec;
 use super::{Answer, Middleware, MiddlewareError, Next};
-use crate::dataplane::body::{boxed, full, ProxyBody, Replay};
+use crate::dataplane::body::{full, ProxyBody};
 use crate::dataplane::error::ProxyError;
 use crate::dataplane::request::Connection;
 use crate::dataplane::upstream::Outgoing;
@@ -98,38 +99,6 @@ pub fn compile(spec: &Value) -> Result<Arc<dyn Middleware>, MiddlewareError> {
     }))
 }
 
-/// How far reading a body got.
-enum Read {
-    /// The whole body, with its trailers if any.
-    Whole(Bytes),
-    /// More than the limit: the chunks read and the unread rest.
-    Over(Vec<Bytes>, ProxyBody),
-}
-
-/// Reads `body` while it stays within `limit` bytes.
-async fn read_up_to(
-    mut body: ProxyBody,
-    limit: u64,
-) -> Result<Read, crate::dataplane::body::BoxError> {
-    let mut chunks = Vec::new();
-    let mut total = 0u64;
-    while let Some(frame) = body.frame().await {
-        let frame = frame?;
-        if let Ok(data) = frame.into_data() {
-            total += data.len() as u64;
-            chunks.push(data);
-            if total > limit {
-                return Ok(Read::Over(chunks, body));
-            }
-        }
-    }
-    let mut whole = BytesMut::with_capacity(total as usize);
-    for chunk in chunks {
-        whole.extend_from_slice(&chunk);
-    }
-    Ok(Read::Whole(whole.freeze()))
-}
-
 fn plain(status: StatusCode) -> Response<ProxyBody> {
     let mut response = Response::new(full(status.canonical_reason().unwrap_or("")));
     *response.status_mut() = status;
@@ -188,54 +157,43 @@ impl Middleware for Buffering {
                     return Ok(plain(StatusCode::PAYLOAD_TOO_LARGE));
                 }
             }
-            let limit = if self.max_request > 0 {
-                self.max_request
-            } else {
-                self.mem_request
-            };
-            let read = read_up_to(body, limit)
-                .await
-                .map_err(|e| ProxyError::BadRequest(format!("reading the request body: {e}")))?;
-            // Either the whole body (replayable), or a stream that can be sent only once.
-            let (whole, mut once) = match read {
-                Read::Whole(bytes) => (Some(bytes), None),
-                Read::Over(_, _) if self.max_request > 0 => {
-                    return Ok(plain(StatusCode::PAYLOAD_TOO_LARGE))
+            let stored = match store(body, self.mem_request, self.max_request).await {
+                Ok(Stored::Whole(stored)) => stored,
+                Ok(Stored::TooLarge) => return Ok(plain(StatusCode::PAYLOAD_TOO_LARGE)),
+                Err(StoreError::Body(e)) => {
+                    return Err(ProxyError::BadRequest(format!(
+                        "reading the request body: {e}"
+                    )))
                 }
-                Read::Over(chunks, rest) => (None, Some(boxed(Replay::new(chunks, Some(rest))))),
+                Err(e @ StoreError::Disk(_)) => return Err(ProxyError::Internal(e.to_string())),
             };
-            if let Some(bytes) = &whole {
-                // The origin gets a plain length instead of chunks.
-                parts.headers.remove(header::TRANSFER_ENCODING);
-                if bytes.is_empty() && !parts.headers.contains_key(header::CONTENT_LENGTH) {
-                    // Nothing to announce for a request that had no body.
-                } else {
-                    parts
-                        .headers
-                        .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-                }
+            if stored.spilled() {
+                tracing::debug!(
+                    bytes = stored.len(),
+                    "buffering: request body spilled to disk"
+                );
+            }
+            // The origin gets a plain length instead of chunks.
+            parts.headers.remove(header::TRANSFER_ENCODING);
+            if !stored.is_empty() || parts.headers.contains_key(header::CONTENT_LENGTH) {
+                parts
+                    .headers
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(stored.len()));
             }
 
             let mut attempt = 1;
             loop {
-                let body = match (&whole, once.take()) {
-                    (Some(bytes), _) => full(bytes.clone()),
-                    (None, Some(stream)) => stream,
-                    // Unreachable: a stream-once request never loops.
-                    (None, None) => full(Bytes::new()),
-                };
-                let request = crate::dataplane::upstream::rebuild(&parts, body);
+                let request = crate::dataplane::upstream::rebuild(&parts, stored.body());
                 let this = Outgoing {
                     request,
                     path_and_query: path_and_query.clone(),
                     host: host.clone(),
                     upgrade: None,
                 };
-                let replayable = whole.is_some();
                 let response = match next.run(this).await {
                     Ok(response) => response,
                     Err(error) => {
-                        if replayable && self.wants_retry(attempt, error.status().as_u16()) {
+                        if self.wants_retry(attempt, error.status().as_u16()) {
                             attempt += 1;
                             continue;
                         }
@@ -246,42 +204,29 @@ impl Middleware for Buffering {
                     return Ok(response);
                 }
                 let (mut head, body) = response.into_parts();
-                let limit = if self.max_response > 0 {
-                    self.max_response
-                } else {
-                    self.mem_response
-                };
-                let read =
-                    read_up_to(body, limit)
-                        .await
-                        .map_err(|e| ProxyError::OriginUnreachable {
+                let answer = match store(body, self.mem_response, self.max_response).await {
+                    Ok(Stored::Whole(answer)) => answer,
+                    Ok(Stored::TooLarge) => return Ok(plain(StatusCode::INTERNAL_SERVER_ERROR)),
+                    Err(StoreError::Body(e)) => {
+                        return Err(ProxyError::OriginUnreachable {
                             server: String::new(),
                             reason: format!("reading the answer: {e}"),
-                        })?;
-                let bytes = match read {
-                    Read::Over(_, _) if self.max_response > 0 => {
-                        return Ok(plain(StatusCode::INTERNAL_SERVER_ERROR))
+                        })
                     }
-                    Read::Over(chunks, rest) => {
-                        return Ok(Response::from_parts(
-                            head,
-                            boxed(Replay::new(chunks, Some(rest))),
-                        ));
+                    Err(e @ StoreError::Disk(_)) => {
+                        return Err(ProxyError::Internal(e.to_string()))
                     }
-                    Read::Whole(bytes) => bytes,
                 };
-                if replayable && self.wants_retry(attempt, head.status.as_u16()) {
+                if self.wants_retry(attempt, head.status.as_u16()) {
                     attempt += 1;
                     continue;
                 }
-                if !bytes.is_empty() || head.headers.contains_key(header::CONTENT_LENGTH) {
+                if !answer.is_empty() || head.headers.contains_key(header::CONTENT_LENGTH) {
                     head.headers.remove(header::TRANSFER_ENCODING);
                     head.headers
-                        .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                        .insert(header::CONTENT_LENGTH, HeaderValue::from(answer.len()));
                 }
-                let body = full(bytes);
-                debug_assert!(body.is_end_stream() || body.size_hint().exact().is_some());
-                return Ok(Response::from_parts(head, body));
+                return Ok(Response::from_parts(head, answer.body()));
             }
         })
     }

@@ -244,6 +244,22 @@ impl Proxy {
             return Err(StartError::NoEntryPoint);
         }
         let workers = worker::count();
+        let settings = settings(config)?;
+        let transports = Arc::new(Transports::new(workers));
+        let tls = Arc::new(TlsState::default());
+        let acme = AcmeResolvers::start(config.certificates_resolvers.as_ref())?.map(Arc::new);
+        let mut provider = file_provider(config)?;
+        let first = build_next(
+            &settings,
+            provider.as_mut(),
+            None,
+            &transports,
+            &tls,
+            acme.as_deref(),
+            1,
+        );
+        // Listen only once the first runtime is built: a connection accepted from now on is
+        // served with the configuration as it was read at startup.
         // bound[i] holds entry point i's socket of every worker.
         let mut bound = Vec::new();
         for (name, ep) in &config.entry_points {
@@ -272,20 +288,6 @@ impl Proxy {
             bound.push(EntryPoint::bind(settings, workers)?);
         }
 
-        let settings = settings(config)?;
-        let transports = Arc::new(Transports::new(workers));
-        let tls = Arc::new(TlsState::default());
-        let acme = AcmeResolvers::start(config.certificates_resolvers.as_ref())?.map(Arc::new);
-        let mut provider = file_provider(config)?;
-        let first = build_next(
-            &settings,
-            provider.as_mut(),
-            None,
-            &transports,
-            &tls,
-            acme.as_deref(),
-            1,
-        );
         let shared = Arc::new(Shared {
             runtime: ArcSwap::from_pointee(first),
             server_name: server_name(),

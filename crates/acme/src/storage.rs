@@ -26,6 +26,19 @@ pub struct StoredState {
     pub certificates: Vec<Certificate>,
 }
 
+impl StoredState {
+    /// This resolver's entry in Traefik's `acme.json` layout (`Account`, `Certificates`), for
+    /// storages other than a file (a Kubernetes Secret, say).
+    pub fn to_traefik_json(&self) -> Value {
+        encode_entry(self)
+    }
+
+    /// Reads an entry written by [`StoredState::to_traefik_json`] or by Traefik.
+    pub fn from_traefik_json(entry: Value) -> Result<Self, String> {
+        decode_entry(entry)
+    }
+}
+
 /// A registered ACME account, in the shape Traefik stores it.
 #[derive(Clone, PartialEq)]
 pub struct StoredAccount {

@@ -96,7 +96,9 @@ fn write_listener_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let params =
         rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
             .expect("listener params");
-    let leaf = params.signed_by(&key, &issuer).expect("listener certificate");
+    let leaf = params
+        .signed_by(&key, &issuer)
+        .expect("listener certificate");
     let ca_path = dir.join("listener-ca.pem");
     let cert_path = dir.join("listener-cert.pem");
     let key_path = dir.join("listener-key.pem");

@@ -286,7 +286,8 @@ async fn stored_certificate_near_expiry_is_served_then_renewed_without_restart()
     );
     // The ACME server comes up only once the stored certificate has been seen served, so the
     // renewal cannot overtake that observation.
-    let sluice = start(port, &[("acme.yaml", config)], &flags).await;
+    let mut sluice = start(port, &[("acme.yaml", config)], &flags).await;
+    let pid = sluice.pid();
     let answer = wait_served(
         &sluice,
         &client::verifying(&old_ca),
@@ -309,11 +310,8 @@ async fn stored_certificate_near_expiry_is_served_then_renewed_without_restart()
     let renewed = served_leaf(&sluice, "renew.test").await;
     assert_ne!(renewed, old.der());
     // Same process all along, and the storage holds the renewed certificate only.
-    let mut child = sluice;
-    assert!(
-        child.child.try_wait().unwrap().is_none(),
-        "Sluice restarted"
-    );
+    assert_eq!(sluice.pid(), pid);
+    assert!(sluice.child.try_wait().unwrap().is_none(), "Sluice exited");
     let stored = stored_certificates(&storage);
     assert_eq!(stored.len(), 1, "{stored:?}");
     assert_eq!(stored[0].1, renewed);

@@ -287,7 +287,6 @@ async fn stored_certificate_near_expiry_is_served_then_renewed_without_restart()
     // The ACME server comes up only once the stored certificate has been seen served, so the
     // renewal cannot overtake that observation.
     let mut sluice = start(port, &[("acme.yaml", config)], &flags).await;
-    let pid = sluice.pid();
     let answer = wait_served(
         &sluice,
         &client::verifying(&old_ca),
@@ -309,8 +308,7 @@ async fn stored_certificate_near_expiry_is_served_then_renewed_without_restart()
     assert_eq!(answer.origin(), "app");
     let renewed = served_leaf(&sluice, "renew.test").await;
     assert_ne!(renewed, old.der());
-    // Same process all along, and the storage holds the renewed certificate only.
-    assert_eq!(sluice.pid(), pid);
+    // The process never exited, and the storage holds the renewed certificate only.
     assert!(sluice.child.try_wait().unwrap().is_none(), "Sluice exited");
     let stored = stored_certificates(&storage);
     assert_eq!(stored.len(), 1, "{stored:?}");

@@ -23,6 +23,8 @@ mod http_client;
 mod resolver;
 mod settings;
 mod storage;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use certificate::{Certificate, CertificateError, Domains};
 pub use challenges::{Challenges, TlsAnswerError, ACME_TLS_ALPN, HTTP01_PATH_PREFIX};

@@ -227,8 +227,14 @@ impl ResolverSettings {
                 "certificatesduration" => duration_hours = positive_hours(&path, value)?,
                 "httpchallenge" => http = Some(parse_http_challenge(&path, value)?),
                 "tlschallenge" => {
-                    fields(&path, value, &[])?;
-                    tls = true;
+                    tls = match value {
+                        // The flag form `--certificatesResolvers.NAME.acme.tlsChallenge=true`.
+                        Value::Bool(_) | Value::String(_) => boolean(&path, value)?,
+                        _ => {
+                            fields(&path, value, &[])?;
+                            true
+                        }
+                    }
                 }
                 "dnschallenge" => {
                     if !value.is_null() {
@@ -503,6 +509,26 @@ mod tests {
         assert_eq!(s.renew_interval, Duration::from_secs(86400));
         assert_eq!(s.challenge, ChallengeKind::TlsAlpn01);
         assert_eq!(s.client_timeout, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn tls_challenge_from_a_flag_is_a_boolean() {
+        let on = ResolverSettings::from_traefik("le", &json!({"tlsChallenge": true})).unwrap();
+        assert_eq!(on.challenge, ChallengeKind::TlsAlpn01);
+        let text = ResolverSettings::from_traefik("le", &json!({"tlsChallenge": "true"})).unwrap();
+        assert_eq!(text.challenge, ChallengeKind::TlsAlpn01);
+        let off = ResolverSettings::from_traefik(
+            "le",
+            &json!({"tlsChallenge": false, "httpChallenge": {"entryPoint": "web"}}),
+        )
+        .unwrap();
+        assert!(matches!(off.challenge, ChallengeKind::Http01 { .. }));
+        let err =
+            ResolverSettings::from_traefik("le", &json!({"tlsChallenge": "yes"})).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "certificatesResolvers.le.acme.tlsChallenge: must be true or false"
+        );
     }
 
     #[test]

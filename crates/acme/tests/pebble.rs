@@ -239,11 +239,11 @@ async fn pebble_down_is_retried_with_backoff_until_it_comes_up() {
     };
     tokio::spawn(serve_http01(http, challenges.clone()));
     let dir = tempfile::tempdir().unwrap();
-    let (directory, management, listener_ca) = Pebble::prepare(&options, dir.path());
+    let setup = Pebble::prepare(&options, dir.path());
     let path = dir.path().join("acme.json");
     let mut settings = settings_for(
-        &directory,
-        &listener_ca,
+        &setup.directory,
+        &setup.listener_ca,
         "retrying",
         json!({"httpChallenge": {"entryPoint": "web"}}),
         &path,
@@ -290,7 +290,7 @@ async fn pebble_down_is_retried_with_backoff_until_it_comes_up() {
     );
     assert!(handle.certificates().borrow().is_empty());
 
-    let pebble = Pebble::launch(dir, directory, management, listener_ca).await;
+    let pebble = Pebble::launch(dir, setup).await;
     let started = Instant::now();
     let certs = wait_for_certificates(&handle, LIMIT, |c| !c.is_empty()).await;
     println!(

@@ -247,7 +247,10 @@ impl Proxy {
         let settings = settings(config)?;
         let transports = Arc::new(Transports::new(workers));
         let tls = Arc::new(TlsState::default());
-        let acme = AcmeResolvers::start(config.certificates_resolvers.as_ref())?.map(Arc::new);
+        let acme = AcmeResolvers::start(config.certificates_resolvers.as_ref(), |name| {
+            config.entry_points.contains_key(name)
+        })?
+        .map(Arc::new);
         let mut provider = file_provider(config)?;
         let first = build_next(
             &settings,
@@ -430,8 +433,11 @@ fn build_next(
         &acme_certificates,
         generation,
     );
-    if let Some(acme) = acme {
-        diagnostics.extend(acme.request(&runtime.acme));
+    match acme {
+        Some(acme) => diagnostics.extend(acme.request(&runtime.acme)),
+        None => diagnostics.extend(crate::tls::acme::unknown_resolvers(&runtime.acme, |_| {
+            false
+        })),
     }
     for diagnostic in loaded.diagnostics.iter().chain(&diagnostics) {
         match diagnostic.severity {

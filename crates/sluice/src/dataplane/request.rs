@@ -44,8 +44,9 @@ pub struct Shared {
 
 /// Pending ACME challenges, answered before routing.
 pub trait Challenges: AlpnChallenges {
-    /// The key authorization to answer for an HTTP-01 `token`, while it is pending.
-    fn http01(&self, token: &str) -> Option<String>;
+    /// The key authorization to answer for an HTTP-01 `token` asked on `entry_point`, while it
+    /// is pending and that entry point is one a resolver's `httpChallenge.entryPoint` names.
+    fn http01(&self, entry_point: &str, token: &str) -> Option<String>;
 }
 
 /// Where ACME servers fetch HTTP-01 answers (RFC 8555 §8.3).
@@ -75,7 +76,7 @@ pub async fn handle(
     if let Some(answer) = shared
         .challenges
         .as_ref()
-        .and_then(|c| http01_answer(c.as_ref(), &request))
+        .and_then(|c| http01_answer(c.as_ref(), &connection.entry_point, &request))
     {
         return answer;
     }
@@ -192,11 +193,12 @@ async fn route_and_forward(
 /// The answer to an ACME HTTP-01 validation request, when it is one for a pending token.
 fn http01_answer(
     challenges: &dyn Challenges,
+    entry_point: &str,
     request: &Request<Incoming>,
 ) -> Option<Response<ProxyBody>> {
     let token = request.uri().path().strip_prefix(HTTP01_PREFIX)?;
-    let key_authorization = challenges.http01(token)?;
-    tracing::debug!(token, "answering an ACME HTTP-01 challenge");
+    let key_authorization = challenges.http01(entry_point, token)?;
+    tracing::debug!(entry_point, token, "answering an ACME HTTP-01 challenge");
     Response::builder()
         .header(header::CONTENT_TYPE, "text/plain")
         .body(full(key_authorization))

@@ -144,7 +144,8 @@ pub fn build(
     };
     // Routers are compiled first; TLS options are resolved once every TLS router is known.
     let mut pending: Vec<PendingRoute> = Vec::new();
-    let mut acme: BTreeMap<String, BTreeSet<Domain>> = BTreeMap::new();
+    // Resolver -> (domain sets, routers naming it).
+    let mut acme: BTreeMap<String, (BTreeSet<Domain>, BTreeSet<String>)> = BTreeMap::new();
     for (name, router) in routers {
         let resource = format!("router `{name}`");
         let syntax = match router.rule_syntax.as_deref() {
@@ -242,7 +243,8 @@ pub fn build(
                     other => crate::provider::qualify_name(other, provider),
                 };
                 if !tls.cert_resolver.is_empty() {
-                    let wanted = acme.entry(tls.cert_resolver.clone()).or_default();
+                    let (wanted, routers) = acme.entry(tls.cert_resolver.clone()).or_default();
+                    routers.insert(name.clone());
                     if !tls.domains.is_empty() {
                         wanted.extend(tls.domains.iter().cloned());
                     } else if let Some((main, sans)) = hosts.split_first() {
@@ -364,7 +366,13 @@ pub fn build(
         tls: tls_runtime,
         acme: acme
             .into_iter()
-            .map(|(resolver, domains)| (resolver, domains.into_iter().collect()))
+            .map(|(resolver, (domains, routers))| {
+                let request = super::ResolverRequest {
+                    domains: domains.into_iter().collect(),
+                    routers: routers.into_iter().collect(),
+                };
+                (resolver, request)
+            })
             .collect(),
     };
     (runtime, builder.diagnostics)

@@ -55,8 +55,17 @@ pub struct Runtime {
     middlewares: HashMap<String, (String, Arc<dyn Middleware>)>,
     /// Certificates and TLS options.
     pub tls: TlsRuntime,
-    /// Domains each ACME resolver must hold certificates for, by resolver name.
-    pub acme: BTreeMap<String, Vec<Domain>>,
+    /// What the routers ask of each ACME resolver, by resolver name.
+    pub acme: BTreeMap<String, ResolverRequest>,
+}
+
+/// What the routers naming one certificate resolver (`tls.certResolver`) ask of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResolverRequest {
+    /// Domain sets it must hold certificates for.
+    pub domains: Vec<Domain>,
+    /// The routers naming it (to point at them when it does not exist).
+    pub routers: Vec<String>,
 }
 
 impl Runtime {

@@ -2,20 +2,22 @@
 //! [`sluice_acme::Resolver`], told after every reload which domains the routers need, and whose
 //! certificates join the store of the next runtime.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use rustls::sign::CertifiedKey;
 use serde_json::Value;
-use sluice_acme::{Challenges, Domains, FileStorage, Resolver, ResolverHandle, ResolverSettings};
+use sluice_acme::{
+    ChallengeKind, Challenges, Domains, FileStorage, Resolver, ResolverHandle, ResolverSettings,
+};
 use sluice_config::{Diagnostic, Severity};
 use tokio::sync::mpsc;
 
 use super::acceptor::AlpnChallenges;
 use super::certificate::Certificate;
-use super::settings::Domain;
 use super::TlsState;
 use crate::dataplane::request;
+use crate::runtime::ResolverRequest;
 
 /// The running resolvers, by name.
 #[derive(Debug)]
@@ -34,8 +36,12 @@ pub struct ResolverError {
 
 impl AcmeResolvers {
     /// Starts one resolver per `certificatesResolvers.NAME.acme` (None when there are none).
+    /// `entry_point_exists` tells whether an `httpChallenge.entryPoint` is configured.
     /// Must run inside a Tokio runtime.
-    pub fn start(section: Option<&Value>) -> Result<Option<Self>, ResolverError> {
+    pub fn start(
+        section: Option<&Value>,
+        entry_point_exists: impl Fn(&str) -> bool,
+    ) -> Result<Option<Self>, ResolverError> {
         let Some(Value::Object(section)) = section else {
             return Ok(None);
         };
@@ -43,6 +49,7 @@ impl AcmeResolvers {
         // Resolvers naming the same storage file share one store (and its lock).
         let mut storages: BTreeMap<std::path::PathBuf, Arc<FileStorage>> = BTreeMap::new();
         let mut resolvers = BTreeMap::new();
+        let mut http01_entry_points = BTreeSet::new();
         for (name, value) in section {
             let fail = |reason: String| ResolverError {
                 name: name.clone(),
@@ -59,6 +66,17 @@ impl AcmeResolvers {
             let acme = object.get("acme").unwrap_or(&Value::Null);
             let settings =
                 ResolverSettings::from_traefik(name, acme).map_err(|e| fail(e.to_string()))?;
+            if let ChallengeKind::Http01 { entry_point, .. } = &settings.challenge {
+                // Not fatal: the resolver still serves what its storage holds.
+                if !entry_point_exists(entry_point) {
+                    tracing::error!(
+                        resolver = %name,
+                        "certificatesResolvers.{name}.acme.httpChallenge.entryPoint: entry point \
+                         `{entry_point}` does not exist; HTTP-01 challenges cannot be answered"
+                    );
+                }
+                http01_entry_points.insert(entry_point.clone());
+            }
             let storage = storages
                 .entry(settings.storage.clone())
                 .or_insert_with(|| Arc::new(FileStorage::new(settings.storage.clone())))
@@ -71,7 +89,10 @@ impl AcmeResolvers {
         }
         Ok(Some(Self {
             resolvers,
-            challenges: Arc::new(PendingChallenges(challenges)),
+            challenges: Arc::new(PendingChallenges {
+                challenges,
+                http01_entry_points,
+            }),
         }))
     }
 
@@ -82,27 +103,15 @@ impl AcmeResolvers {
 
     /// Tells every resolver the domain sets the routers of the new runtime need. Routers naming
     /// a resolver that does not exist are reported.
-    pub fn request(&self, wanted: &BTreeMap<String, Vec<Domain>>) -> Vec<Diagnostic> {
-        let mut diagnostics = Vec::new();
-        for name in wanted.keys() {
-            if !self.resolvers.contains_key(name) {
-                diagnostics.push(
-                    Diagnostic::new(
-                        Severity::Error,
-                        format!(
-                            "certificate resolver `{name}` does not exist (certificatesResolvers); \
-                             its routers are served with the certificates at hand"
-                        ),
-                    )
-                    .with_field("tls.certResolver"),
-                );
-            }
-        }
+    pub fn request(&self, wanted: &BTreeMap<String, ResolverRequest>) -> Vec<Diagnostic> {
+        let diagnostics = unknown_resolvers(wanted, |name| self.resolvers.contains_key(name));
         for (name, handle) in &self.resolvers {
             let domains = wanted
                 .get(name)
-                .map(|sets| {
-                    sets.iter()
+                .map(|request| {
+                    request
+                        .domains
+                        .iter()
                         .map(|d| Domains {
                             main: d.main.clone(),
                             sans: d.sans.clone(),
@@ -153,18 +162,55 @@ impl AcmeResolvers {
     }
 }
 
+/// One error per router whose `tls.certResolver` names a resolver for which `exists` is false.
+/// Such routers are still served, with the certificates the store has for their names.
+pub fn unknown_resolvers(
+    wanted: &BTreeMap<String, ResolverRequest>,
+    exists: impl Fn(&str) -> bool,
+) -> Vec<Diagnostic> {
+    let mut diagnostics = Vec::new();
+    for (name, request) in wanted {
+        if exists(name) {
+            continue;
+        }
+        for router in &request.routers {
+            diagnostics.push(
+                Diagnostic::new(
+                    Severity::Error,
+                    format!(
+                        "certificate resolver `{name}` does not exist (no \
+                         certificatesResolvers.{name} in the static configuration); the router \
+                         is served with the certificates at hand"
+                    ),
+                )
+                .with_resource(format!("router `{router}`"))
+                .with_field("tls.certResolver"),
+            );
+        }
+    }
+    diagnostics
+}
+
 /// The resolvers' pending challenges, as the data plane asks for them.
 #[derive(Debug)]
-struct PendingChallenges(Challenges);
+struct PendingChallenges {
+    challenges: Challenges,
+    /// Entry points named by `httpChallenge.entryPoint`: the only ones answering HTTP-01, as in
+    /// Traefik.
+    http01_entry_points: BTreeSet<String>,
+}
 
 impl AlpnChallenges for PendingChallenges {
     fn certificate(&self, server_name: &str) -> Option<Arc<CertifiedKey>> {
-        self.0.tls_alpn01(server_name)
+        self.challenges.tls_alpn01(server_name)
     }
 }
 
 impl request::Challenges for PendingChallenges {
-    fn http01(&self, token: &str) -> Option<String> {
-        self.0.http01(token)
+    fn http01(&self, entry_point: &str, token: &str) -> Option<String> {
+        if !self.http01_entry_points.contains(entry_point) {
+            return None;
+        }
+        self.challenges.http01(token)
     }
 }

@@ -81,13 +81,18 @@ impl Sluice {
     /// Starts Sluice on a fresh temporary directory holding `files` (name -> content), with
     /// extra static flags. Waits until the entry point accepts connections.
     pub async fn start(files: &[(&str, String)], extra_flags: &[&str]) -> Sluice {
+        Sluice::start_at(free_port(), files, extra_flags).await
+    }
+
+    /// Like [`Sluice::start`], with the `web` entry point on `port` (chosen before something
+    /// else must know it, e.g. an ACME server validating on that port).
+    pub async fn start_at(port: u16, files: &[(&str, String)], extra_flags: &[&str]) -> Sluice {
         let dir = tempfile::tempdir().expect("temp dir");
         let dynamic = dir.path().join("dynamic");
         std::fs::create_dir(&dynamic).expect("dynamic dir");
         for (name, content) in files {
             std::fs::write(dynamic.join(name), content).expect("write fixture");
         }
-        let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let log = dir.path().join("sluice.log");
         let log_file = std::fs::File::create(&log).expect("log file");

@@ -72,6 +72,21 @@ impl Ca {
         }
     }
 
+    /// A leaf for `names` that expires at `not_after`.
+    pub fn issue_until(&self, names: &[&str], not_after: std::time::SystemTime) -> Issued {
+        let key = rcgen::KeyPair::generate().expect("leaf key");
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .expect("leaf params");
+        params.not_after = not_after.into();
+        let issuer = rcgen::Issuer::new(self.params.clone(), &self.key);
+        let cert = params.signed_by(&key, &issuer).expect("leaf cert");
+        Issued {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        }
+    }
+
     pub fn roots(&self) -> RootCertStore {
         let mut roots = RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(self.pem.as_bytes()) {
@@ -91,6 +106,20 @@ pub fn verifying(ca: &Ca) -> ClientConfig {
         .with_safe_default_protocol_versions()
         .expect("versions")
         .with_root_certificates(ca.roots())
+        .with_no_client_auth()
+}
+
+/// A client that checks the server's certificate against the PEM roots `roots_pem` (e.g. an
+/// ACME server's issuing root).
+pub fn verifying_pem(roots_pem: &str) -> ClientConfig {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(roots_pem.as_bytes()) {
+        roots.add(cert.expect("root PEM")).expect("add root");
+    }
+    ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
         .with_no_client_auth()
 }
 

@@ -119,9 +119,9 @@ measure() { # name pid addr mode version
   before=$(cpu_ticks "$pid")
   out=$(openssl s_time -connect "$addr" "-$mode" "-$version" -time "$RUN" 2>&1 || true)
   after=$(cpu_ticks "$pid")
-  # "N connections in T real seconds"
+  # "N connections in T real seconds, ..."
   count=$(echo "$out" | awk '/connections in .* real seconds/ {print $1; exit}')
-  secs=$(echo "$out" | awk '/connections in .* real seconds/ {print $(NF-2); exit}')
+  secs=$(echo "$out" | awk '/connections in .* real seconds/ {print $4; exit}')
   if [ -z "$count" ] || [ "$count" = 0 ]; then
     printf '| %s | %s | %s | failed | | |\n' "$name" "$version" "$mode"; echo "$out" | tail -3 >&2; return
   fi

@@ -114,7 +114,8 @@ fn non_empty(section: serde_json::Map<String, Value>) -> Option<Value> {
 /// A diagnostic located at a manifest, with a field path inside it.
 pub(crate) fn located_diag(manifest: &Manifest, field: &str, message: String) -> Diagnostic {
     let mut d = Diagnostic::error(message).with_file(&manifest.file);
-    d.line = Some(manifest.line);
+    // Objects read from the API server have no line (0).
+    d.line = (manifest.line > 0).then_some(manifest.line);
     if !field.is_empty() {
         d = d.with_field(field);
     }

@@ -47,12 +47,16 @@ struct Change {
     object: Value,
 }
 
+/// Objects of one resource by `(namespace, name)`.
+type Objects = BTreeMap<(String, String), Value>;
+
 #[derive(Default)]
 struct Inner {
     rv: u64,
     /// Watches from a version at or below this one get 410.
     compacted: u64,
-    objects: BTreeMap<(&'static str, &'static str), BTreeMap<(String, String), Value>>,
+    /// By `(group, plural)`.
+    objects: BTreeMap<(&'static str, &'static str), Objects>,
     log: Vec<Arc<Change>>,
     down: bool,
     uid: u64,

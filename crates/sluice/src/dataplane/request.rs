@@ -34,6 +34,8 @@ pub struct Shared {
     pub runtime: ArcSwap<Runtime>,
     /// This host's name, sent as X-Forwarded-Server.
     pub server_name: HeaderValue,
+    /// `/ping` and `/ready`, when `ping` is enabled.
+    pub health: Option<super::ping::Health>,
 }
 
 /// Facts about one client connection, fixed when it is accepted.
@@ -54,6 +56,11 @@ pub async fn handle(
     connection: &Connection,
     request: Request<Incoming>,
 ) -> Response<ProxyBody> {
+    if let Some(health) = &shared.health {
+        if let Some(response) = super::ping::answer(health, &connection.entry_point, &request) {
+            return response;
+        }
+    }
     let snapshot = shared.runtime.load_full();
     let mut watch = ClientWatch::new(&request, connection);
     let response = match route_and_forward(&snapshot, shared, connection, request).await {

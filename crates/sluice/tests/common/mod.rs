@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod tutorial;
+
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::net::SocketAddr;

@@ -71,6 +71,8 @@ struct State {
     expire: watch::Sender<u64>,
     requests: AtomicU64,
     lists: AtomicU64,
+    /// API groups answered 404, as when their CRDs are not installed.
+    missing_groups: Mutex<Vec<String>>,
     bookmark_interval: Duration,
 }
 
@@ -126,6 +128,7 @@ impl FakeApi {
             expire: watch::channel(0).0,
             requests: AtomicU64::new(0),
             lists: AtomicU64::new(0),
+            missing_groups: Mutex::new(Vec::new()),
             bookmark_interval,
         });
         let serving = state.clone();
@@ -257,6 +260,19 @@ impl FakeApi {
         self.state.lock().down = down;
         if down {
             self.drop_watches();
+        }
+    }
+
+    /// Serves 404 for every resource of `group` (its CRDs not installed), or serves it again.
+    pub fn set_group_missing(&self, group: &str, missing: bool) {
+        let mut groups = self
+            .state
+            .missing_groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        groups.retain(|g| g != group);
+        if missing {
+            groups.push(group.to_string());
         }
     }
 
@@ -542,7 +558,15 @@ async fn handle(state: &Arc<State>, request: Request<Incoming>) -> Response<Body
             ),
         ));
     }
-    let Some(target) = resolve(request.uri().path()) else {
+    let missing = |t: &Target| {
+        state
+            .missing_groups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|g| g == t.kind.group)
+    };
+    let Some(target) = resolve(request.uri().path()).filter(|t| !missing(t)) else {
         return failure((
             StatusCode::NOT_FOUND,
             status(

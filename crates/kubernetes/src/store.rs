@@ -98,6 +98,18 @@ impl Reflector {
         }
     }
 
+    /// Counts as listed, empty: the kind is not installed in the cluster (its list is 404), so
+    /// waiting for it would never end. Its watcher keeps retrying, and fills the store if the
+    /// CRD is installed later.
+    pub fn mark_absent(&mut self) -> Applied {
+        if self.synced {
+            Applied::Nothing
+        } else {
+            self.synced = true;
+            Applied::Changed
+        }
+    }
+
     /// Whether the first full list has arrived.
     pub fn synced(&self) -> bool {
         self.synced

@@ -188,6 +188,19 @@ impl Watches {
         };
         let event = match event {
             Ok(event) => event,
+            Err(watcher::Error::InitialListFailed(kube::Error::Api(status)))
+                if status.code == 404 =>
+            {
+                let first = source.store.mark_absent() == Applied::Changed;
+                if first {
+                    tracing::info!(
+                        kind = source.kind.kind,
+                        group = source.kind.group,
+                        "not served by the API server (CRD not installed?); counted as empty"
+                    );
+                }
+                return first;
+            }
             Err(error) => {
                 tracing::warn!(
                     kind = source.kind.kind,
@@ -221,38 +234,42 @@ impl Watches {
 
     /// Collects the stores and translates them.
     fn build(&self, generation: u64) -> Snapshot {
-        let started = Instant::now();
-        let count: usize = self.sources.iter().map(|s| s.store.len()).sum();
-        let mut manifests: Vec<Manifest> = Vec::with_capacity(count);
-        let mut diagnostics = Vec::new();
-        for source in &self.sources {
-            manifests.extend(source.store.objects().cloned());
-            diagnostics.extend(source.store.rejected().cloned());
-        }
-        // Stable order across rebuilds (stores are hash maps).
-        manifests.sort_by(|a, b| {
-            (
-                a.object.kind(),
-                &a.api_group,
-                a.object.meta().ns(),
-                &a.object.meta().name,
-            )
-                .cmp(&(
-                    b.object.kind(),
-                    &b.api_group,
-                    b.object.meta().ns(),
-                    &b.object.meta().name,
-                ))
-        });
-        let translation = sluice_crd::translate(&manifests, &self.options);
-        diagnostics.extend(translation.diagnostics);
-        Snapshot {
-            config: translation.config,
-            diagnostics,
+        build(
+            self.sources.iter().map(|s| &s.store),
+            &self.options,
             generation,
-            objects: count,
-            build_time: started.elapsed(),
-        }
+        )
+    }
+}
+
+/// Collects the objects of `stores` and translates them: what the provider publishes.
+pub fn build<'a>(
+    stores: impl IntoIterator<Item = &'a Reflector> + Clone,
+    options: &CrdOptions,
+    generation: u64,
+) -> Snapshot {
+    let started = Instant::now();
+    let count: usize = stores.clone().into_iter().map(Reflector::len).sum();
+    let mut manifests: Vec<Manifest> = Vec::with_capacity(count);
+    let mut diagnostics = Vec::new();
+    for store in stores {
+        manifests.extend(store.objects().cloned());
+        diagnostics.extend(store.rejected().cloned());
+    }
+    // Stable order across rebuilds (stores are hash maps).
+    fn key(m: &Manifest) -> (&str, &str, &str, &str) {
+        let meta = m.object.meta();
+        (m.object.kind(), &m.api_group, meta.ns(), &meta.name)
+    }
+    manifests.sort_unstable_by(|a, b| key(a).cmp(&key(b)));
+    let translation = sluice_crd::translate(&manifests, options);
+    diagnostics.extend(translation.diagnostics);
+    Snapshot {
+        config: translation.config,
+        diagnostics,
+        generation,
+        objects: count,
+        build_time: started.elapsed(),
     }
 }
 

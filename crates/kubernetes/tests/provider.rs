@@ -290,3 +290,16 @@ async fn an_api_outage_keeps_the_last_configuration() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_group_whose_crds_are_not_installed_counts_as_empty() {
+    let fake = FakeApi::start().await.unwrap();
+    fake.set_group_missing("traefik.containo.us", true);
+    app(&fake).await;
+    let provider = Provider::start(fake.client(), settings(CrdOptions::default()));
+    let first = tokio::time::timeout(Duration::from_secs(10), provider.synced())
+        .await
+        .expect("synced without the legacy group")
+        .unwrap();
+    assert_eq!(routers(&first).len(), 1);
+}

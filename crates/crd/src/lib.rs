@@ -25,4 +25,4 @@ pub mod translate;
 pub use definition::{crd_definitions, try_crd_definitions};
 pub use labels::{LabelSelector, SelectorError};
 pub use options::CrdOptions;
-pub use translate::{translate, Translation};
+pub use translate::{translate, translate_refs, Translation};

@@ -75,7 +75,7 @@ impl<'a> Store<'a> {
     /// Builds the visible set; problems (bad selector, shadowed legacy
     /// objects) are reported as diagnostics.
     pub fn new(
-        manifests: &'a [Manifest],
+        manifests: &[&'a Manifest],
         options: &CrdOptions,
         diagnostics: &mut Vec<Diagnostic>,
     ) -> Self {
@@ -107,7 +107,7 @@ impl<'a> Store<'a> {
             }
         }
 
-        for m in manifests {
+        for &m in manifests {
             let meta = m.object.meta();
             if m.object.is_cluster_scoped() {
                 if options.disable_cluster_scope_resources {
@@ -123,7 +123,7 @@ impl<'a> Store<'a> {
                 if m.api_group != TRAEFIK_GROUP {
                     let key = (m.object.kind(), meta.ns().to_string(), meta.name.clone());
                     if let Some(&winner) = current.get(&key) {
-                        let w = &manifests[winner];
+                        let w = manifests[winner];
                         diagnostics.push(
                             Diagnostic::warning(format!(
                                 "ignored: the same object also exists in API group {TRAEFIK_GROUP} ({}:{}), which takes precedence",

@@ -250,10 +250,10 @@ pub fn build<'a>(
 ) -> Snapshot {
     let started = Instant::now();
     let count: usize = stores.clone().into_iter().map(Reflector::len).sum();
-    let mut manifests: Vec<Manifest> = Vec::with_capacity(count);
+    let mut manifests: Vec<&Manifest> = Vec::with_capacity(count);
     let mut diagnostics = Vec::new();
     for store in stores {
-        manifests.extend(store.objects().cloned());
+        manifests.extend(store.objects());
         diagnostics.extend(store.rejected().cloned());
     }
     // Stable order across rebuilds (stores are hash maps).
@@ -262,7 +262,7 @@ pub fn build<'a>(
         (m.object.kind(), &m.api_group, meta.ns(), &meta.name)
     }
     manifests.sort_unstable_by(|a, b| key(a).cmp(&key(b)));
-    let translation = sluice_crd::translate(&manifests, options);
+    let translation = sluice_crd::translate_refs(&manifests, options);
     diagnostics.extend(translation.diagnostics);
     Snapshot {
         config: translation.config,

@@ -37,6 +37,13 @@ pub struct Translation {
 /// Translates manifests into the dynamic configuration. A broken route or
 /// resource is skipped with a diagnostic; everything else translates.
 pub fn translate(manifests: &[Manifest], options: &CrdOptions) -> Translation {
+    let refs: Vec<&Manifest> = manifests.iter().collect();
+    translate_refs(&refs, options)
+}
+
+/// [`translate`] over borrowed manifests, for callers that keep their objects elsewhere (the
+/// Kubernetes provider's stores) and must not copy them for every rebuild.
+pub fn translate_refs(manifests: &[&Manifest], options: &CrdOptions) -> Translation {
     let mut diags = Vec::new();
     let store = Store::new(manifests, options, &mut diags);
 

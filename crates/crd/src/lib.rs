@@ -13,7 +13,9 @@ pub mod definition;
 pub mod manifest;
 pub mod types;
 
-pub use manifest::{is_manifest_text, parse_manifests, Manifest, Object, ParsedFile};
+pub use manifest::{
+    is_manifest_text, manifest_from_json, parse_manifests, Manifest, Object, ParsedFile,
+};
 mod labels;
 pub mod names;
 pub mod options;
@@ -21,5 +23,6 @@ mod store;
 pub mod translate;
 
 pub use definition::{crd_definitions, try_crd_definitions};
+pub use labels::{LabelSelector, SelectorError};
 pub use options::CrdOptions;
-pub use translate::{translate, Translation};
+pub use translate::{translate, translate_refs, Translation};

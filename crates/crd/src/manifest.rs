@@ -319,30 +319,8 @@ fn parse_document(path: &Path, doc: &Document<'_>, out: &mut ParsedFile) {
         None => ("", api_version),
     };
 
-    let decoded = match (group, version, kind) {
-        (TRAEFIK_GROUP | LEGACY_TRAEFIK_GROUP, "v1alpha1", _) => match kind {
-            "IngressRoute" => decode(doc.text).map(Object::IngressRoute),
-            "IngressRouteTCP" => decode(doc.text).map(Object::IngressRouteTcp),
-            "IngressRouteUDP" => decode(doc.text).map(Object::IngressRouteUdp),
-            "TraefikService" => decode(doc.text).map(Object::TraefikService),
-            "Middleware" => decode(doc.text).map(Object::Middleware),
-            "MiddlewareTCP" => decode(doc.text).map(Object::MiddlewareTcp),
-            "TLSOption" => decode(doc.text).map(Object::TlsOption),
-            "TLSStore" => decode(doc.text).map(Object::TlsStore),
-            "ServersTransport" => decode(doc.text).map(Object::ServersTransport),
-            "ServersTransportTCP" => decode(doc.text).map(Object::ServersTransportTcp),
-            _ => return ignore(out, api_version, kind, path, doc),
-        },
-        ("", "v1", _) => match kind {
-            "Service" => decode(doc.text).map(Object::Service),
-            "Endpoints" => decode(doc.text).map(Object::Endpoints),
-            "Secret" => decode(doc.text).map(Object::Secret),
-            "ConfigMap" => decode(doc.text).map(Object::ConfigMap),
-            "Node" => decode(doc.text).map(Object::Node),
-            _ => return ignore(out, api_version, kind, path, doc),
-        },
-        ("discovery.k8s.io", "v1", "EndpointSlice") => decode(doc.text).map(Object::EndpointSlice),
-        _ => return ignore(out, api_version, kind, path, doc),
+    let Some(decoded) = decode_kind(group, version, kind, &YamlText(doc.text)) else {
+        return ignore(out, api_version, kind, path, doc);
     };
 
     match decoded {
@@ -374,6 +352,100 @@ fn parse_document(path: &Path, doc: &Document<'_>, out: &mut ParsedFile) {
                 .push(located(d, failure.line, failure.column));
         }
     }
+}
+
+/// Where a document's typed value is decoded from: YAML text (files) or
+/// JSON (the API server).
+trait Source {
+    fn decode<T: DeserializeOwned>(&self) -> Result<T, Failure>;
+}
+
+struct YamlText<'a>(&'a str);
+
+impl Source for YamlText<'_> {
+    fn decode<T: DeserializeOwned>(&self) -> Result<T, Failure> {
+        decode(self.0)
+    }
+}
+
+struct Json<'a>(&'a Value);
+
+impl Source for Json<'_> {
+    fn decode<T: DeserializeOwned>(&self) -> Result<T, Failure> {
+        serde_path_to_error::deserialize::<_, T>(self.0).map_err(|e| Failure {
+            path: e.path().to_string().trim_start_matches('.').to_string(),
+            line: None,
+            column: None,
+            message: e.inner().to_string(),
+        })
+    }
+}
+
+/// Decodes a document of a kind Sluice reads; `None` for other kinds.
+fn decode_kind(
+    group: &str,
+    version: &str,
+    kind: &str,
+    source: &impl Source,
+) -> Option<Result<Object, Failure>> {
+    let decoded = match (group, version, kind) {
+        (TRAEFIK_GROUP | LEGACY_TRAEFIK_GROUP, "v1alpha1", _) => match kind {
+            "IngressRoute" => source.decode().map(Object::IngressRoute),
+            "IngressRouteTCP" => source.decode().map(Object::IngressRouteTcp),
+            "IngressRouteUDP" => source.decode().map(Object::IngressRouteUdp),
+            "TraefikService" => source.decode().map(Object::TraefikService),
+            "Middleware" => source.decode().map(Object::Middleware),
+            "MiddlewareTCP" => source.decode().map(Object::MiddlewareTcp),
+            "TLSOption" => source.decode().map(Object::TlsOption),
+            "TLSStore" => source.decode().map(Object::TlsStore),
+            "ServersTransport" => source.decode().map(Object::ServersTransport),
+            "ServersTransportTCP" => source.decode().map(Object::ServersTransportTcp),
+            _ => return None,
+        },
+        ("", "v1", _) => match kind {
+            "Service" => source.decode().map(Object::Service),
+            "Endpoints" => source.decode().map(Object::Endpoints),
+            "Secret" => source.decode().map(Object::Secret),
+            "ConfigMap" => source.decode().map(Object::ConfigMap),
+            "Node" => source.decode().map(Object::Node),
+            _ => return None,
+        },
+        ("discovery.k8s.io", "v1", "EndpointSlice") => source.decode().map(Object::EndpointSlice),
+        _ => return None,
+    };
+    Some(decoded)
+}
+
+/// Decodes one object as the Kubernetes API serves it (JSON with
+/// `apiVersion`, `kind`, `metadata`). `origin` stands in for the file in
+/// diagnostics (the manifest has no line). `None` for kinds Sluice does not
+/// read; an error names the resource, the field and the reason.
+pub fn manifest_from_json(value: &Value, origin: &Path) -> Option<Result<Manifest, Diagnostic>> {
+    let api_version = value.get("apiVersion").and_then(Value::as_str)?;
+    let kind = value.get("kind").and_then(Value::as_str)?;
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let decoded = decode_kind(group, version, kind, &Json(value))?;
+    Some(match decoded {
+        Ok(object) => Ok(Manifest {
+            object,
+            file: origin.to_path_buf(),
+            line: 0,
+            api_group: group.to_string(),
+        }),
+        Err(failure) => {
+            let meta: ObjectMeta = value
+                .get("metadata")
+                .and_then(|m| ObjectMeta::deserialize(m).ok())
+                .unwrap_or_default();
+            let mut d = Diagnostic::error(failure.message)
+                .with_resource(resource_label(kind, &meta))
+                .with_file(origin);
+            if !failure.path.is_empty() {
+                d = d.with_field(failure.path);
+            }
+            Err(d)
+        }
+    })
 }
 
 fn ignore(out: &mut ParsedFile, api_version: &str, kind: &str, path: &Path, doc: &Document<'_>) {
@@ -566,6 +638,32 @@ mod tests {
         assert_eq!(d.resource.as_deref(), Some("IngressRoute default/app"));
         assert_eq!(d.field.as_deref(), Some("spec.routes[0].services[1].port"));
         assert_eq!(d.line, Some(13));
+    }
+
+    #[test]
+    fn json_objects_decode_like_yaml() {
+        let value = serde_json::json!({
+            "apiVersion": "traefik.io/v1alpha1", "kind": "IngressRoute",
+            "metadata": {"name": "app", "namespace": "prod"},
+            "spec": {"routes": [{"match": "Host(`a`)", "services": [{"name": "a", "port": 80}]}]}
+        });
+        let m = manifest_from_json(&value, Path::new("kubernetes"))
+            .expect("a kind Sluice reads")
+            .expect("decodes");
+        assert_eq!(m.resource(), "IngressRoute prod/app");
+        assert_eq!(m.api_group, "traefik.io");
+        let bad = serde_json::json!({
+            "apiVersion": "traefik.io/v1alpha1", "kind": "IngressRoute",
+            "metadata": {"name": "app", "namespace": "prod"},
+            "spec": {"routes": [{"match": "Host(`a`)", "services": [{"name": "a", "port": [1]}]}]}
+        });
+        let d = manifest_from_json(&bad, Path::new("kubernetes"))
+            .expect("a kind Sluice reads")
+            .expect_err("port is not a list");
+        assert_eq!(d.resource.as_deref(), Some("IngressRoute prod/app"));
+        assert_eq!(d.field.as_deref(), Some("spec.routes[0].services[0].port"));
+        let other = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment"});
+        assert!(manifest_from_json(&other, Path::new("kubernetes")).is_none());
     }
 
     #[test]

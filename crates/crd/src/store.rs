@@ -62,7 +62,8 @@ pub struct Store<'a> {
     pub servers_transports: Vec<Item<'a, ServersTransport>>,
     pub servers_transport_tcps: Vec<Item<'a, ServersTransportTcp>>,
     services: HashMap<(String, String), &'a Service>,
-    endpoint_slices: Vec<&'a EndpointSlice>,
+    /// By namespace and the Service named in their `kubernetes.io/service-name` label.
+    endpoint_slices: HashMap<(String, String), Vec<&'a EndpointSlice>>,
     endpoints: HashMap<(String, String), &'a Endpoints>,
     secrets: HashMap<(String, String), &'a Secret>,
     config_maps: HashMap<(String, String), &'a ConfigMap>,
@@ -74,7 +75,7 @@ impl<'a> Store<'a> {
     /// Builds the visible set; problems (bad selector, shadowed legacy
     /// objects) are reported as diagnostics.
     pub fn new(
-        manifests: &'a [Manifest],
+        manifests: &[&'a Manifest],
         options: &CrdOptions,
         diagnostics: &mut Vec<Diagnostic>,
     ) -> Self {
@@ -106,7 +107,7 @@ impl<'a> Store<'a> {
             }
         }
 
-        for m in manifests {
+        for &m in manifests {
             let meta = m.object.meta();
             if m.object.is_cluster_scoped() {
                 if options.disable_cluster_scope_resources {
@@ -122,7 +123,7 @@ impl<'a> Store<'a> {
                 if m.api_group != TRAEFIK_GROUP {
                     let key = (m.object.kind(), meta.ns().to_string(), meta.name.clone());
                     if let Some(&winner) = current.get(&key) {
-                        let w = &manifests[winner];
+                        let w = manifests[winner];
                         diagnostics.push(
                             Diagnostic::warning(format!(
                                 "ignored: the same object also exists in API group {TRAEFIK_GROUP} ({}:{}), which takes precedence",
@@ -182,7 +183,15 @@ impl<'a> Store<'a> {
                 Object::Service(o) => {
                     store.services.insert(key(), o);
                 }
-                Object::EndpointSlice(o) => store.endpoint_slices.push(o),
+                Object::EndpointSlice(o) => {
+                    if let Some(service) = meta.labels.get(SERVICE_NAME_LABEL) {
+                        store
+                            .endpoint_slices
+                            .entry((meta.ns().to_string(), service.clone()))
+                            .or_default()
+                            .push(o);
+                    }
+                }
                 Object::Endpoints(o) => {
                     store.endpoints.insert(key(), o);
                 }
@@ -231,17 +240,9 @@ impl<'a> Store<'a> {
         self.check("endpointslices for service", namespace, service)?;
         let mut slices: Vec<&EndpointSlice> = self
             .endpoint_slices
-            .iter()
-            .copied()
-            .filter(|s| {
-                s.metadata.ns() == namespace
-                    && s.metadata
-                        .labels
-                        .get(SERVICE_NAME_LABEL)
-                        .map(String::as_str)
-                        == Some(service)
-            })
-            .collect();
+            .get(&(namespace.to_string(), service.to_string()))
+            .cloned()
+            .unwrap_or_default();
         slices.sort_by(|a, b| {
             let ta = a.metadata.creation_timestamp.as_deref().unwrap_or("");
             let tb = b.metadata.creation_timestamp.as_deref().unwrap_or("");

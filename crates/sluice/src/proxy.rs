@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use http::HeaderValue;
+use sluice_config::dynamic::Configuration;
 use sluice_config::static_config::StaticConfig;
 use sluice_config::{Diagnostic, Severity};
 use sluice_crd::CrdOptions;
@@ -17,9 +18,11 @@ use tokio::sync::{mpsc, watch};
 
 use crate::dataplane::entrypoint::{BindError, EntryPoint, EntryPointSettings};
 use crate::dataplane::forwarded::ForwardedPolicy;
+use crate::dataplane::ping::Health;
 use crate::dataplane::request::Shared;
 use crate::dataplane::worker;
 use crate::provider::file::{self, FileProvider, Loaded};
+use crate::provider::kubernetes::{self, KubernetesProvider};
 use crate::runtime::build::DEFAULT_PRECEDENCE;
 use crate::runtime::transport::Transports;
 use crate::runtime::{self, EntryPointHttp, Redirection, Runtime, Settings};
@@ -203,10 +206,67 @@ pub fn crd_options(config: &StaticConfig) -> Result<CrdOptions, StartError> {
     }
 }
 
-/// The file provider of a static configuration, if one is configured.
+/// The file provider of a static configuration, if one is configured. When the Kubernetes
+/// provider reads a cluster, it owns `@kubernetescrd` and the file provider skips manifests.
 pub fn file_provider(config: &StaticConfig) -> Result<Option<FileProvider>, StartError> {
     let crd = crd_options(config)?;
-    Ok(file_source(config).map(|source| FileProvider::new(source, crd)))
+    let cluster = kubernetes::enabled(config, &crd);
+    Ok(file_source(config).map(|source| {
+        let provider = FileProvider::new(source, crd);
+        if cluster {
+            provider.without_manifests()
+        } else {
+            provider
+        }
+    }))
+}
+
+/// The `ping` entry point, when `ping` is enabled (Traefik's default: `traefik`).
+pub fn ping_entry_point(config: &StaticConfig) -> Option<String> {
+    let ping = config.ping.as_ref()?;
+    Some(
+        ping.get("entryPoint")
+            .and_then(|v| v.as_str())
+            .filter(|name| !name.is_empty())
+            .unwrap_or("traefik")
+            .to_owned(),
+    )
+}
+
+/// The latest output of every configured provider.
+struct Sources {
+    file: Option<FileProvider>,
+    files: Loaded,
+    kubernetes: Option<watch::Receiver<Option<Arc<sluice_kubernetes::Snapshot>>>>,
+}
+
+impl Sources {
+    /// Reads the files again.
+    fn reload_files(&mut self) {
+        if let Some(provider) = self.file.as_mut() {
+            self.files = provider.load();
+        }
+    }
+
+    /// Whether every provider has delivered its first complete configuration.
+    fn ready(&self) -> bool {
+        self.kubernetes
+            .as_ref()
+            .is_none_or(|rx| rx.borrow().is_some())
+    }
+
+    /// Every provider's qualified configuration merged, with their diagnostics.
+    fn combined(&self) -> (Configuration, Vec<Diagnostic>) {
+        let mut config = self.files.config.clone();
+        let mut diagnostics = self.files.diagnostics.clone();
+        if let Some(rx) = &self.kubernetes {
+            if let Some(snapshot) = rx.borrow().as_ref() {
+                crate::provider::merge(&mut config, kubernetes::qualified(snapshot));
+                diagnostics.extend(snapshot.diagnostics.iter().cloned());
+            }
+        }
+        (config, diagnostics)
+    }
 }
 
 /// Loads the dynamic configuration once and builds a runtime from it (for `explain`/`check`).
@@ -235,6 +295,7 @@ pub struct Proxy {
     workers: Vec<std::thread::JoinHandle<()>>,
     reload: mpsc::Sender<()>,
     _watcher: Option<notify::RecommendedWatcher>,
+    _kubernetes: Option<KubernetesProvider>,
 }
 
 impl Proxy {
@@ -251,10 +312,32 @@ impl Proxy {
             config.entry_points.contains_key(name)
         })?
         .map(Arc::new);
-        let mut provider = file_provider(config)?;
+        let crd = crd_options(config)?;
+        let kube = if kubernetes::enabled(config, &crd) {
+            Some(KubernetesProvider::start(config, crd).await.map_err(|e| {
+                StartError::Provider {
+                    field: "providers.kubernetesCRD",
+                    reason: e.to_string(),
+                }
+            })?)
+        } else {
+            None
+        };
+        let mut sources = Sources {
+            file: file_provider(config)?,
+            files: Loaded::empty(),
+            kubernetes: kube.as_ref().map(KubernetesProvider::subscribe),
+        };
+        sources.reload_files();
+        let health = ping_entry_point(config).map(|name| {
+            if !config.entry_points.contains_key(&name) {
+                tracing::warn!(entry_point = %name, "ping: no such entry point; /ping and /ready are not served");
+            }
+            Health::new(name, sources.ready())
+        });
         let first = build_next(
             &settings,
-            provider.as_mut(),
+            &sources,
             None,
             &transports,
             &tls,
@@ -296,6 +379,7 @@ impl Proxy {
             server_name: server_name(),
             tls: tls.clone(),
             challenges: acme.as_ref().map(|a| a.challenges()),
+            health,
         });
 
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -326,7 +410,8 @@ impl Proxy {
             acme.notify_changes(reload.clone());
         }
         let watch_enabled = config.providers.file.as_ref().is_some_and(|f| f.watch);
-        let (watcher, mut changes) = match provider
+        let (watcher, mut changes) = match sources
+            .file
             .as_ref()
             .filter(|_| watch_enabled)
             .map(|p| p.watch())
@@ -338,27 +423,38 @@ impl Proxy {
             }
             None => (None, None),
         };
+        // Kubernetes snapshots come debounced by the provider itself.
+        let mut kube_changes = sources.kubernetes.clone();
         let loop_shared = shared.clone();
         tokio::spawn(async move {
             let mut generation = 1;
             loop {
-                let go = tokio::select! {
-                    got = reload_rx.recv() => got.is_some(),
+                let files = tokio::select! {
+                    got = reload_rx.recv() => match got {
+                        Some(()) => true,
+                        None => break,
+                    },
                     changed = async {
                         match changes.as_mut() {
                             Some(rx) => file::debounce(rx, Duration::from_millis(50), Duration::from_millis(300)).await,
                             None => std::future::pending().await,
                         }
-                    } => changed,
+                    } => if changed { true } else { break },
+                    changed = async {
+                        match kube_changes.as_mut() {
+                            Some(rx) => rx.changed().await,
+                            None => std::future::pending().await,
+                        }
+                    } => if changed.is_ok() { false } else { break },
                 };
-                if !go {
-                    break;
+                if files {
+                    sources.reload_files();
                 }
                 generation += 1;
                 let previous = loop_shared.runtime.load_full();
                 let next = build_next(
                     &settings,
-                    provider.as_mut(),
+                    &sources,
                     Some(&previous),
                     &transports,
                     &tls,
@@ -367,6 +463,11 @@ impl Proxy {
                 );
                 loop_shared.runtime.store(Arc::new(next));
                 transports.prune();
+                if sources.ready() {
+                    if let Some(health) = &loop_shared.health {
+                        health.set_ready();
+                    }
+                }
             }
         });
 
@@ -377,6 +478,7 @@ impl Proxy {
             workers: worker_threads,
             reload,
             _watcher: watcher,
+            _kubernetes: kube,
         })
     }
 
@@ -409,24 +511,21 @@ impl Proxy {
     }
 }
 
-/// Loads the provider's configuration and builds the next runtime, logging what went wrong.
+/// Builds the next runtime from the providers' latest output, logging what went wrong.
 fn build_next(
     settings: &Settings,
-    provider: Option<&mut FileProvider>,
+    sources: &Sources,
     previous: Option<&Runtime>,
     transports: &Transports,
     tls: &TlsState,
     acme: Option<&AcmeResolvers>,
     generation: u64,
 ) -> Runtime {
-    let loaded = match provider {
-        Some(provider) => provider.load(),
-        None => Loaded::empty(),
-    };
+    let (config, provided) = sources.combined();
     let acme_certificates = acme.map(|a| a.certificates(tls)).unwrap_or_default();
     let (runtime, mut diagnostics) = runtime::build(
         settings,
-        &loaded.config,
+        &config,
         previous,
         transports,
         tls,
@@ -439,7 +538,7 @@ fn build_next(
             false
         })),
     }
-    for diagnostic in loaded.diagnostics.iter().chain(&diagnostics) {
+    for diagnostic in provided.iter().chain(&diagnostics) {
         match diagnostic.severity {
             Severity::Error => tracing::error!("{diagnostic}"),
             Severity::Warning => tracing::warn!("{diagnostic}"),

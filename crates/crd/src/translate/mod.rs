@@ -37,6 +37,13 @@ pub struct Translation {
 /// Translates manifests into the dynamic configuration. A broken route or
 /// resource is skipped with a diagnostic; everything else translates.
 pub fn translate(manifests: &[Manifest], options: &CrdOptions) -> Translation {
+    let refs: Vec<&Manifest> = manifests.iter().collect();
+    translate_refs(&refs, options)
+}
+
+/// [`translate`] over borrowed manifests, for callers that keep their objects elsewhere (the
+/// Kubernetes provider's stores) and must not copy them for every rebuild.
+pub fn translate_refs(manifests: &[&Manifest], options: &CrdOptions) -> Translation {
     let mut diags = Vec::new();
     let store = Store::new(manifests, options, &mut diags);
 
@@ -114,7 +121,8 @@ fn non_empty(section: serde_json::Map<String, Value>) -> Option<Value> {
 /// A diagnostic located at a manifest, with a field path inside it.
 pub(crate) fn located_diag(manifest: &Manifest, field: &str, message: String) -> Diagnostic {
     let mut d = Diagnostic::error(message).with_file(&manifest.file);
-    d.line = Some(manifest.line);
+    // Objects read from the API server have no line (0).
+    d.line = (manifest.line > 0).then_some(manifest.line);
     if !field.is_empty() {
         d = d.with_field(field);
     }

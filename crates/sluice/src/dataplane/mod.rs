@@ -7,6 +7,7 @@ pub mod error;
 pub mod forwarded;
 pub mod hop_by_hop;
 pub mod mirror;
+pub mod ping;
 pub mod pool;
 pub mod request;
 pub mod upstream;

@@ -40,6 +40,8 @@ pub struct Shared {
     pub tls: Arc<TlsState>,
     /// Pending ACME challenges (HTTP-01 tokens, TLS-ALPN-01 certificates), when a resolver runs.
     pub challenges: Option<Arc<dyn Challenges>>,
+    /// `/ping` and `/ready`, when `ping` is enabled.
+    pub health: Option<super::ping::Health>,
 }
 
 /// Pending ACME challenges, answered before routing.
@@ -72,6 +74,11 @@ pub async fn handle(
     connection: &Connection,
     request: Request<Incoming>,
 ) -> Response<ProxyBody> {
+    if let Some(health) = &shared.health {
+        if let Some(response) = super::ping::answer(health, &connection.entry_point, &request) {
+            return response;
+        }
+    }
     let snapshot = shared.runtime.load_full();
     if let Some(answer) = shared
         .challenges

@@ -58,6 +58,8 @@ enum Content {
 pub struct FileProvider {
     source: PathBuf,
     crd: CrdOptions,
+    /// False when the Kubernetes provider owns `@kubernetescrd` (see `provider::kubernetes`).
+    read_manifests: bool,
     last_good: HashMap<PathBuf, Content>,
 }
 
@@ -68,8 +70,16 @@ impl FileProvider {
         Self {
             source: source.into(),
             crd,
+            read_manifests: true,
             last_good: HashMap::new(),
         }
+    }
+
+    /// Ignores manifest files (with a warning each): the Kubernetes provider reads the cluster
+    /// and owns `@kubernetescrd`.
+    pub fn without_manifests(mut self) -> Self {
+        self.read_manifests = false;
+        self
     }
 
     /// The directory or file this provider reads.
@@ -160,6 +170,15 @@ impl FileProvider {
             .and_then(|e| e.to_str())
             .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"));
         if yaml && sluice_crd::is_manifest_text(text) {
+            if !self.read_manifests {
+                diagnostics.push(
+                    Diagnostic::warning(
+                        "Kubernetes manifests are read from the cluster (providers.kubernetesCRD); this file is ignored",
+                    )
+                    .with_file(path),
+                );
+                return Some(Content::Manifests(Vec::new()));
+            }
             let parsed = sluice_crd::parse_manifests(path, text);
             for kind in &parsed.ignored {
                 tracing::debug!(file = %path.display(), "ignoring {kind}: not a kind Sluice reads");

@@ -4,6 +4,7 @@
 //! sees qualified names and references (`app@file`), and providers can refer to each other.
 
 pub mod file;
+pub mod kubernetes;
 
 use sluice_config::dynamic::Configuration;
 

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod tls;
+pub mod tutorial;
 
 use std::collections::HashMap;
 use std::io::Write as _;

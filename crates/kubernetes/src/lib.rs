@@ -1,0 +1,23 @@
+//! Sluice's Kubernetes provider: Traefik's CRDs read live from the API server.
+//!
+//! * [`client`]: connecting (in-cluster, `KUBECONFIG`, or `endpoint`/`token`/`certAuthFilePath`).
+//! * [`kinds`]: the watched kinds and their API coordinates.
+//! * [`watch`]: watchers and reflector stores, translated into [`watch::Snapshot`]s by the same
+//!   pure translation as the file provider.
+//! * [`leader`]: leader election through a `coordination.k8s.io/v1` Lease.
+//! * [`secrets`]: Secrets as shared storage, with optimistic concurrency.
+//! * `fake` (feature `fake`): an in-memory API server for tests.
+//!
+//! This is the only crate of the workspace that depends on kube and k8s-openapi.
+
+pub mod client;
+#[cfg(feature = "fake")]
+pub mod fake;
+pub mod kinds;
+pub mod leader;
+pub mod secrets;
+pub mod store;
+pub mod watch;
+
+pub use client::{cluster_configured, connect, ConnectError};
+pub use watch::{Provider, Settings, Snapshot};

@@ -118,6 +118,7 @@ impl Resolver {
             wanted: Vec::new(),
             tracks: HashMap::new(),
             next_renew_check: Instant::now(),
+            next_follower_reload: Instant::now(),
         };
         tokio::spawn(worker.run());
         ResolverHandle {
@@ -257,6 +258,8 @@ struct Worker {
     wanted: Vec<Domains>,
     tracks: HashMap<Domains, Track>,
     next_renew_check: Instant,
+    /// When a follower (not leader) next re-reads what the leader stored.
+    next_follower_reload: Instant,
 }
 
 /// Lower-cased main first, then SANs, without duplicates; `None` when empty.
@@ -301,6 +304,11 @@ impl Worker {
                 _ = sleep_until(wake) => {}
             }
         }
+    }
+
+    /// Not leader while another replica may be: storage changes under this resolver.
+    fn is_follower(&self) -> bool {
+        self.leader_rx.as_ref().is_some_and(|rx| !*rx.borrow())
     }
 
     fn is_leader(&self) -> bool {
@@ -362,6 +370,13 @@ impl Worker {
     }
 
     async fn step(&mut self) {
+        // A follower serves what the leader stores: re-read it now and then.
+        if self.is_follower() && Instant::now() >= self.next_follower_reload {
+            self.next_follower_reload = Instant::now() + self.settings.follower_refresh;
+            if !self.dirty {
+                self.stored = None;
+            }
+        }
         if self.stored.is_none() && !self.load().await {
             self.publish_status();
             return;
@@ -569,6 +584,9 @@ impl Worker {
         }
         if self.dirty {
             consider(now + self.settings.retry.max.min(Duration::from_secs(60)));
+        }
+        if self.is_follower() {
+            consider(self.next_follower_reload);
         }
         consider(self.next_renew_check);
         // Expiring certificates leave the published set (and may need a new order).

@@ -51,6 +51,8 @@ pub struct ResolverSettings {
     pub client_response_header_timeout: Duration,
     /// Backoff after failed attempts. Not a Traefik setting: Sluice's own retry policy.
     pub retry: Backoff,
+    /// How often a replica that is not the leader re-reads the storage the leader writes.
+    pub follower_refresh: Duration,
 }
 
 /// How ownership of the domains is proven.
@@ -306,6 +308,7 @@ impl ResolverSettings {
             client_timeout,
             client_response_header_timeout,
             retry: Backoff::default(),
+            follower_refresh: Duration::from_secs(10),
         })
     }
 }

@@ -20,4 +20,6 @@ pub mod store;
 pub mod watch;
 
 pub use client::{cluster_configured, connect, ConnectError};
+/// The kube client, for the binary's own API calls (leader election, Secret storage).
+pub use kube::Client;
 pub use watch::{Provider, Settings, Snapshot};

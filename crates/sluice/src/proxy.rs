@@ -308,12 +308,8 @@ impl Proxy {
         let settings = settings(config)?;
         let transports = Arc::new(Transports::new(workers));
         let tls = Arc::new(TlsState::default());
-        let acme = AcmeResolvers::start(config.certificates_resolvers.as_ref(), |name| {
-            config.entry_points.contains_key(name)
-        })?
-        .map(Arc::new);
         let crd = crd_options(config)?;
-        let kube = if kubernetes::enabled(config, &crd) {
+        let mut kube = if kubernetes::enabled(config, &crd) {
             Some(KubernetesProvider::start(config, crd).await.map_err(|e| {
                 StartError::Provider {
                     field: "providers.kubernetesCRD",
@@ -323,6 +319,17 @@ impl Proxy {
         } else {
             None
         };
+        // With a cluster, ACME state lives in a Secret and one elected replica orders.
+        let shared_storage = match (&mut kube, &config.certificates_resolvers) {
+            (Some(kube), Some(_)) => Some(kube.acme_storage()),
+            _ => None,
+        };
+        let acme = AcmeResolvers::start(
+            config.certificates_resolvers.as_ref(),
+            |name| config.entry_points.contains_key(name),
+            shared_storage,
+        )?
+        .map(Arc::new);
         let mut sources = Sources {
             file: file_provider(config)?,
             files: Loaded::empty(),

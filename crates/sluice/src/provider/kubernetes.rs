@@ -13,7 +13,15 @@ use std::time::Duration;
 use sluice_config::dynamic::Configuration;
 use sluice_config::static_config::StaticConfig;
 use sluice_crd::CrdOptions;
+use sluice_kubernetes::leader::{Candidate, Election};
+use sluice_kubernetes::secrets::SecretStore;
 use sluice_kubernetes::{Provider, Settings, Snapshot};
+
+use crate::tls::acme::SharedStorage;
+use crate::tls::acme_secret::SecretStorage;
+
+/// Name of the Secret holding ACME state and of the Lease electing the ACME leader.
+const ACME_NAME: &str = "sluice-acme";
 use tokio::sync::watch;
 
 /// Provider name of objects read from the cluster.
@@ -25,9 +33,19 @@ pub fn enabled(config: &StaticConfig, options: &CrdOptions) -> bool {
 }
 
 /// A running Kubernetes provider.
-#[derive(Debug)]
 pub struct KubernetesProvider {
     provider: Provider,
+    client: sluice_kubernetes::Client,
+    /// Campaigning for the ACME leadership, once ACME storage was asked for.
+    candidate: Option<Candidate>,
+}
+
+impl std::fmt::Debug for KubernetesProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubernetesProvider")
+            .field("provider", &self.provider)
+            .finish_non_exhaustive()
+    }
 }
 
 impl KubernetesProvider {
@@ -46,8 +64,40 @@ impl KubernetesProvider {
         let settings = Settings::new(options, fallback.or(Some(Duration::from_secs(2))));
         tracing::info!(throttle = ?settings.throttle, "kubernetes provider: watching the API server");
         Ok(KubernetesProvider {
-            provider: Provider::start(client, settings),
+            provider: Provider::start(client.clone(), settings),
+            client,
+            candidate: None,
         })
+    }
+
+    /// ACME storage shared by every replica: the Secret `sluice-acme` of this pod's namespace
+    /// (`POD_NAMESPACE`, else the client's default), and a Lease `sluice-acme` electing the one
+    /// replica that orders and renews. Every replica serves what the Secret holds.
+    pub fn acme_storage(&mut self) -> SharedStorage {
+        let namespace = std::env::var("POD_NAMESPACE")
+            .ok()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| self.client.default_namespace().to_owned());
+        let identity = std::env::var("POD_NAME")
+            .ok()
+            .filter(|n| !n.is_empty())
+            .or_else(|| hostname::get().ok().and_then(|h| h.into_string().ok()))
+            .unwrap_or_else(|| "sluice".into());
+        let identity = format!("{identity}-{}", std::process::id());
+        tracing::info!(%namespace, %identity, "ACME state in Secret sluice-acme; leader elected through Lease sluice-acme");
+        let candidate = Candidate::start(
+            self.client.clone(),
+            Election::new(&namespace, ACME_NAME, &identity),
+        );
+        let leader = candidate.subscribe();
+        self.candidate = Some(candidate);
+        SharedStorage {
+            storage: Arc::new(SecretStorage::new(
+                SecretStore::new(self.client.clone(), &namespace),
+                ACME_NAME,
+            )),
+            leader,
+        }
     }
 
     /// Snapshots as they are published (`None` until the first full sync).

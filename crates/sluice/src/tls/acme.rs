@@ -26,6 +26,13 @@ pub struct AcmeResolvers {
     challenges: Arc<PendingChallenges>,
 }
 
+/// Storage shared by replicas (a Kubernetes Secret) and the leadership that lets one replica
+/// order and renew; replaces the `storage` file of every resolver.
+pub struct SharedStorage {
+    pub storage: Arc<dyn sluice_acme::Storage>,
+    pub leader: tokio::sync::watch::Receiver<bool>,
+}
+
 /// Why the static `certificatesResolvers` section cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[error("certificatesResolvers.{name}: {reason}")]
@@ -41,6 +48,7 @@ impl AcmeResolvers {
     pub fn start(
         section: Option<&Value>,
         entry_point_exists: impl Fn(&str) -> bool,
+        shared: Option<SharedStorage>,
     ) -> Result<Option<Self>, ResolverError> {
         let Some(Value::Object(section)) = section else {
             return Ok(None);
@@ -77,11 +85,21 @@ impl AcmeResolvers {
                 }
                 http01_entry_points.insert(entry_point.clone());
             }
-            let storage = storages
-                .entry(settings.storage.clone())
-                .or_insert_with(|| Arc::new(FileStorage::new(settings.storage.clone())))
-                .clone();
-            let handle = Resolver::spawn(settings, challenges.clone(), storage);
+            let handle = match &shared {
+                Some(shared) => Resolver::spawn_with_leader(
+                    settings,
+                    challenges.clone(),
+                    shared.storage.clone(),
+                    Some(shared.leader.clone()),
+                ),
+                None => {
+                    let storage = storages
+                        .entry(settings.storage.clone())
+                        .or_insert_with(|| Arc::new(FileStorage::new(settings.storage.clone())))
+                        .clone();
+                    Resolver::spawn(settings, challenges.clone(), storage)
+                }
+            };
             resolvers.insert(name.clone(), handle);
         }
         if resolvers.is_empty() {

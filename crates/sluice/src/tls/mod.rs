@@ -5,12 +5,14 @@
 //! * [`options`]: TLS options compiled into rustls server configurations.
 //! * [`acceptor`]: one connection's handshake, from ClientHello to a stream to serve HTTP on.
 //! * [`acme`]: certificates obtained from ACME servers by `certificatesResolvers`.
+//! * [`acme_secret`]: ACME state in a Kubernetes Secret, shared by replicas.
 //!
 //! A [`TlsRuntime`] is part of each runtime snapshot: a handshake reads the snapshot current when
 //! it starts, so certificates and options change on reload without touching open connections.
 
 pub mod acceptor;
 pub mod acme;
+pub mod acme_secret;
 pub mod certificate;
 pub mod options;
 pub mod settings;

@@ -392,7 +392,10 @@ async fn conflicting_options_for_one_host_fall_back_to_default() {
         200
     );
     assert_eq!(
-        conn.get("shared.test", "/two").await.expect("two").status,
+        conn.get("shared.test", "/two")
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", sluice.log_text()))
+            .status,
         200
     );
     let log = sluice.log_text();

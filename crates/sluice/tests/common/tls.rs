@@ -288,6 +288,11 @@ impl Conn {
                     .header("Host", host)
                     .body(Full::new(Bytes::new()))
                     .map_err(|e| e.to_string())?;
+                // The previous exchange may still be finishing on the connection task.
+                sender
+                    .ready()
+                    .await
+                    .map_err(|e| format!("connection: {e}"))?;
                 (sender.send_request(request).await, ())
             }
             Sender::H2(sender) => {
@@ -295,6 +300,10 @@ impl Conn {
                     .uri(format!("https://{host}{path}"))
                     .body(Full::new(Bytes::new()))
                     .map_err(|e| e.to_string())?;
+                sender
+                    .ready()
+                    .await
+                    .map_err(|e| format!("connection: {e}"))?;
                 (sender.send_request(request).await, ())
             }
         };

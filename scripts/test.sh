@@ -18,6 +18,7 @@ cargo test --workspace --all-targets -- --nocapture
 # chart with scripts/render-chart.go when helm is absent; installs Go and the two libraries it
 # needs from Debian when possible, else that part says it was skipped.
 if ! command -v helm >/dev/null && ! command -v go >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  { apt-get update -qq >/dev/null 2>&1 || true; }
   apt-get install -y -qq golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev >/dev/null 2>&1 \
     || echo "validate-deploy: could not install Go from Debian; the chart check will be skipped"
 fi

@@ -279,6 +279,18 @@ pub fn build(
             });
         }
     }
+    // `defaultGeneratedCert`: the default store's fallback certificate comes from a resolver.
+    if let Some(generated) = tls_section
+        .stores
+        .get(tls::DEFAULT_OPTIONS)
+        .and_then(|s| s.default_generated_cert.as_ref())
+    {
+        if let Some(domain) = generated.domain.as_ref().filter(|d| !d.main.is_empty()) {
+            let (wanted, routers) = acme.entry(generated.resolver.clone()).or_default();
+            wanted.insert(domain.clone());
+            routers.insert("tls.stores.default.defaultGeneratedCert".into());
+        }
+    }
     let (tls_runtime, resolved, tls_diagnostics) =
         tls::build(&tls_section, &tls_routers, acme_certificates, tls_state);
     builder.diagnostics.extend(tls_diagnostics);

@@ -174,6 +174,18 @@ pub fn build(
             );
             continue;
         }
+        if let Some(domain) = store
+            .default_generated_cert
+            .as_ref()
+            .and_then(|g| g.domain.as_ref())
+            .filter(|_| store.default_certificate.is_none())
+        {
+            // The resolver's certificate for that domain, once it has one.
+            let main = domain.main.to_ascii_lowercase();
+            if let Some(found) = extra.iter().find(|c| c.names.contains(&main)) {
+                default_cert = Some(found.key.clone());
+            }
+        }
         if let Some(cert) = &store.default_certificate {
             let parsed = settings::file_or_content(&cert.cert_file)
                 .and_then(|chain| settings::file_or_content(&cert.key_file).map(|k| (chain, k)))

@@ -110,7 +110,13 @@ http {
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_set_header Host \$host;
+      # The same forwarded headers Sluice sets (as Traefik does), so every proxy sends the
+      # origin the same request and gets the same answer back.
       proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Host \$host;
+      proxy_set_header X-Forwarded-Port \$server_port;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+      proxy_set_header X-Forwarded-Server \$hostname;
       proxy_set_header X-Real-IP \$remote_addr;
     }
   }
@@ -137,6 +143,11 @@ frontend web
   use_backend bench if bench
 backend bench
   balance roundrobin
+  http-request set-header X-Forwarded-Host %[req.hdr(host)]
+  http-request set-header X-Forwarded-Port %[dst_port]
+  http-request set-header X-Forwarded-Proto http
+  http-request set-header X-Forwarded-Server %[hostname]
+  http-request set-header X-Real-IP %[src]
   server o1 $O1
   server o2 $O2
 HAPROXY

@@ -507,3 +507,34 @@ async fn router_naming_an_unknown_resolver_is_reported_and_served_with_the_defau
         assert_eq!(client::common_name(&leaf), "SLUICE DEFAULT CERT");
     }
 }
+
+/// On the HTTP-01 entry point the challenge path belongs to Sluice, as to Traefik's internal
+/// router: an unknown token is a 404 even under a catch-all router, and other paths route as
+/// usual. No ACME server is involved.
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_challenge_tokens_are_a_404_on_the_challenge_entry_point() {
+    let app = origin("app").await;
+    let config = dynamic(
+        &app,
+        json!({"all": {"rule": "PathPrefix(`/`)", "service": "app"}}),
+        json!({}),
+    );
+    let storage_dir = tempfile::tempdir().unwrap();
+    let flags = resolver_flags(
+        "https://127.0.0.1:9/dir",
+        &storage_dir.path().join("none.pem"),
+        &storage_dir.path().join("acme.json"),
+        "httpChallenge.entryPoint=web",
+    );
+    let sluice = start(free_port(), &[("acme.yaml", config)], &flags).await;
+    let unknown = common::get(&sluice.url("/.well-known/acme-challenge/nope"), &[]).await;
+    assert_eq!(unknown.status, 404, "{}", sluice.log_text());
+    assert_eq!(
+        unknown.origin(),
+        "",
+        "the origin must not see challenge paths"
+    );
+    let other = common::get(&sluice.url("/page"), &[]).await;
+    assert_eq!(other.status, 200);
+    assert_eq!(other.origin(), "app");
+}

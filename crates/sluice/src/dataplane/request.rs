@@ -49,6 +49,10 @@ pub trait Challenges: AlpnChallenges {
     /// The key authorization to answer for an HTTP-01 `token` asked on `entry_point`, while it
     /// is pending and that entry point is one a resolver's `httpChallenge.entryPoint` names.
     fn http01(&self, entry_point: &str, token: &str) -> Option<String>;
+
+    /// Whether a resolver validates HTTP-01 on `entry_point` (its challenge path is then
+    /// answered by Sluice, never routed).
+    fn serves_http01(&self, entry_point: &str) -> bool;
 }
 
 /// Where ACME servers fetch HTTP-01 answers (RFC 8555 §8.3).
@@ -83,7 +87,7 @@ pub async fn handle(
     if let Some(answer) = shared
         .challenges
         .as_ref()
-        .and_then(|c| http01_answer(c.as_ref(), &connection.entry_point, &request))
+        .and_then(|c| http01_answer(c.as_ref(), connection, &request))
     {
         return answer;
     }
@@ -200,11 +204,22 @@ async fn route_and_forward(
 /// The answer to an ACME HTTP-01 validation request, when it is one for a pending token.
 fn http01_answer(
     challenges: &dyn Challenges,
-    entry_point: &str,
+    connection: &Connection,
     request: &Request<Incoming>,
 ) -> Option<Response<ProxyBody>> {
+    // Like Traefik's internal challenge router: cleartext only, on the challenge entry points,
+    // and every path under the prefix belongs to it (an unknown token is a 404).
+    if connection.tls {
+        return None;
+    }
+    let entry_point: &str = &connection.entry_point;
     let token = request.uri().path().strip_prefix(HTTP01_PREFIX)?;
-    let key_authorization = challenges.http01(entry_point, token)?;
+    if !challenges.serves_http01(entry_point) {
+        return None;
+    }
+    let Some(key_authorization) = challenges.http01(entry_point, token) else {
+        return Some(ProxyError::NoRouter.into_response());
+    };
     tracing::debug!(entry_point, token, "answering an ACME HTTP-01 challenge");
     Response::builder()
         .header(header::CONTENT_TYPE, "text/plain")

@@ -231,4 +231,8 @@ impl request::Challenges for PendingChallenges {
         }
         self.challenges.http01(token)
     }
+
+    fn serves_http01(&self, entry_point: &str) -> bool {
+        self.http01_entry_points.contains(entry_point)
+    }
 }

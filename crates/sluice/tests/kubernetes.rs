@@ -261,3 +261,58 @@ async fn a_410_and_a_dropped_watch_lose_no_update() {
         }
     }
 }
+
+/// Convergence from an API change to routed traffic, over 100 EndpointSlice changes alternating
+/// between two origins: every change must reach the data plane (5 s at most each); the median
+/// and p99 are printed (a figure, not a timing assertion).
+#[tokio::test(flavor = "multi_thread")]
+async fn convergence_from_api_change_to_routing_over_100_changes() {
+    let fake = FakeApi::start().await.unwrap();
+    let (origins, _) = origins(&["a", "b"]).await;
+    fake.apply(service("app")).unwrap();
+    fake.apply(slice("app", &[&origins[0]])).unwrap();
+    fake.apply(route("app", "app.example.com", "app", &[]))
+        .unwrap();
+    let sluice = start(&fake, &[]).await;
+    ready(&sluice).await;
+    let client = common::client();
+    let mut times = Vec::with_capacity(100);
+    for i in 0..100 {
+        let (target, name) = if i % 2 == 0 {
+            (&origins[1], "b")
+        } else {
+            (&origins[0], "a")
+        };
+        let changed = Instant::now();
+        fake.apply(slice("app", &[target])).unwrap();
+        loop {
+            let answer = common::send(
+                &client,
+                "GET",
+                &sluice.url("/"),
+                &[("Host", "app.example.com")],
+                "",
+            )
+            .await
+            .expect("request");
+            if answer.origin() == name {
+                times.push(changed.elapsed());
+                break;
+            }
+            assert!(
+                changed.elapsed() < Duration::from_secs(5),
+                "change {i} never reached the data plane:\n{}",
+                sluice.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    times.sort();
+    println!(
+        "API change -> routed traffic over {} changes (throttle 10 ms, debug build): median {:?}, p99 {:?}, max {:?}",
+        times.len(),
+        times[times.len() / 2],
+        times[times.len() * 99 / 100 - 1],
+        times[times.len() - 1]
+    );
+}

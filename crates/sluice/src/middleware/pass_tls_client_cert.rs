@@ -334,16 +334,9 @@ fn subject_alternative_names(cert: &x509_parser::certificate::X509Certificate<'_
         GeneralName::RFC822Name(e) => Some(e.to_string()),
         _ => None,
     }));
-    out.extend(names.iter().filter_map(|n| {
-        match n {
-            GeneralName::IPAddress(b) if b.len() == 4 => <[u8; 4]>::try_from(*b)
-                .ok()
-                .map(|a| std::net::IpAddr::from(a).to_string()),
-            GeneralName::IPAddress(b) if b.len() == 16 => <[u8; 16]>::try_from(*b)
-                .ok()
-                .map(|a| std::net::IpAddr::from(a).to_string()),
-            _ => None,
-        }
+    out.extend(names.iter().filter_map(|n| match n {
+        GeneralName::IPAddress(b) => crate::tls::certificate::san_ip(b).map(|ip| ip.to_string()),
+        _ => None,
     }));
     out.extend(names.iter().filter_map(|n| match n {
         GeneralName::URI(u) => Some(u.to_string()),

@@ -70,16 +70,7 @@ pub fn leaf_facts(leaf: &CertificateDer<'_>) -> Result<(Vec<String>, SystemTime)
             match name {
                 GeneralName::DNSName(dns) => names.push(dns.trim().to_ascii_lowercase()),
                 GeneralName::IPAddress(bytes) => {
-                    let ip = match bytes.len() {
-                        4 => <[u8; 4]>::try_from(*bytes)
-                            .ok()
-                            .map(|b| std::net::IpAddr::from(b).to_string()),
-                        16 => <[u8; 16]>::try_from(*bytes)
-                            .ok()
-                            .map(|b| std::net::IpAddr::from(b).to_string()),
-                        _ => None,
-                    };
-                    names.extend(ip);
+                    names.extend(san_ip(bytes).map(|ip| ip.to_string()))
                 }
                 _ => {}
             }
@@ -90,6 +81,15 @@ pub fn leaf_facts(leaf: &CertificateDer<'_>) -> Result<(Vec<String>, SystemTime)
     names.retain(|n| seen.insert(n.clone()));
     let seconds = cert.validity().not_after.timestamp().max(0) as u64;
     Ok((names, UNIX_EPOCH + Duration::from_secs(seconds)))
+}
+
+/// An IP address subject alternative name (4 or 16 bytes), if well formed.
+pub fn san_ip(bytes: &[u8]) -> Option<std::net::IpAddr> {
+    match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes).ok().map(std::net::IpAddr::from),
+        16 => <[u8; 16]>::try_from(bytes).ok().map(std::net::IpAddr::from),
+        _ => None,
+    }
 }
 
 /// The certificates of one runtime, indexed by name.

@@ -138,20 +138,7 @@ pub fn build(
                 ),
             );
         }
-        let parsed = settings::file_or_content(&cert.cert_file)
-            .map_err(|e| ("certFile", e))
-            .and_then(|chain| {
-                settings::file_or_content(&cert.key_file)
-                    .map_err(|e| ("keyFile", e))
-                    .map(|key| (chain, key))
-            })
-            .and_then(|(chain, key)| {
-                state
-                    .cache
-                    .get(&chain, &key, provider)
-                    .map_err(|e| ("certFile", e))
-            });
-        match parsed {
+        match load(cert, state) {
             Ok(c) => certificates.push(c),
             Err((field, reason)) => report(
                 Severity::Error,
@@ -187,18 +174,15 @@ pub fn build(
             }
         }
         if let Some(cert) = &store.default_certificate {
-            let parsed = settings::file_or_content(&cert.cert_file)
-                .and_then(|chain| settings::file_or_content(&cert.key_file).map(|k| (chain, k)))
-                .and_then(|(chain, key)| state.cache.get(&chain, &key, provider));
-            match parsed {
+            match load(cert, state) {
                 Ok(c) => {
                     default_cert = Some(c.key.clone());
                     certificates.push(c);
                 }
-                Err(reason) => report(
+                Err((field, reason)) => report(
                     Severity::Error,
                     format!("tls.stores.{name}"),
-                    "defaultCertificate",
+                    &format!("defaultCertificate.{field}"),
                     format!("{reason}; the generated default certificate is served instead"),
                 ),
             }
@@ -331,6 +315,20 @@ pub fn build(
         resolved,
         diagnostics,
     )
+}
+
+/// Reads and parses one `certFile`/`keyFile` pair (through the cache); on error, the field at
+/// fault and why.
+fn load(
+    cert: &settings::CertificateConfig,
+    state: &TlsState,
+) -> Result<Arc<Certificate>, (&'static str, String)> {
+    let chain = settings::file_or_content(&cert.cert_file).map_err(|e| ("certFile", e))?;
+    let key = settings::file_or_content(&cert.key_file).map_err(|e| ("keyFile", e))?;
+    state
+        .cache
+        .get(&chain, &key, &state.sessions.provider)
+        .map_err(|e| ("certFile", e))
 }
 
 #[cfg(test)]

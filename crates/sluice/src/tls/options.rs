@@ -105,7 +105,7 @@ pub fn compile(
             .copied()
             .collect();
         for name in &options.cipher_suites {
-            match cipher_suite(name, base) {
+            match cipher_suite(name, &base.cipher_suites) {
                 Suite::Supported(suite) => {
                     if !chosen.contains(&suite) {
                         chosen.push(suite)
@@ -224,7 +224,8 @@ fn version_rank(name: &str) -> Option<u8> {
     }
 }
 
-enum Suite {
+/// What a Go cipher suite name means for rustls.
+pub(crate) enum Suite {
     Supported(SupportedCipherSuite),
     /// A TLS 1.3 suite: always on, as in Go.
     Tls13,
@@ -254,7 +255,9 @@ const GO_ONLY_SUITES: &[&str] = &[
     "TLS_FALLBACK_SCSV",
 ];
 
-fn cipher_suite(name: &str, provider: &CryptoProvider) -> Suite {
+/// Looks a Go cipher suite name up among `suites` (shared by entry points and
+/// `serversTransports`).
+pub(crate) fn cipher_suite(name: &str, suites: &[SupportedCipherSuite]) -> Suite {
     if matches!(
         name,
         "TLS_AES_128_GCM_SHA256" | "TLS_AES_256_GCM_SHA384" | "TLS_CHACHA20_POLY1305_SHA256"
@@ -270,8 +273,7 @@ fn cipher_suite(name: &str, provider: &CryptoProvider) -> Suite {
     } else {
         name.to_owned()
     };
-    provider
-        .cipher_suites
+    suites
         .iter()
         .find(|s| format!("{:?}", s.suite()) == full)
         .map_or(Suite::Unknown, |s| Suite::Supported(*s))

@@ -44,10 +44,9 @@ impl fmt::Debug for LoadedPem {
 
 /// Reads a PEM value the way Traefik's `FileOrContent` does: inline PEM text, else a file path.
 pub(crate) fn read_pem(field: &str, value: &str) -> Result<String, String> {
-    if value.trim_start().starts_with("-----BEGIN") {
-        return Ok(value.to_owned());
-    }
-    std::fs::read_to_string(value).map_err(|e| format!("{field}: cannot read `{value}`: {e}"))
+    let bytes =
+        crate::tls::settings::file_or_content(value).map_err(|e| format!("{field}: {e}"))?;
+    String::from_utf8(bytes).map_err(|_| format!("{field}: `{value}` is not PEM text"))
 }
 
 fn parse_certs(field: &str, pem: &str) -> Result<Vec<CertificateDer<'static>>, String> {
@@ -123,25 +122,15 @@ fn cipher_suites(names: &[String], all: &[SupportedCipherSuite]) -> Vec<Supporte
     if names.is_empty() {
         return all.to_vec();
     }
-    let wanted: Vec<String> = names
+    let wanted: Vec<SupportedCipherSuite> = names
         .iter()
-        .map(|n| {
-            // Go's short aliases of the ChaCha20 suites.
-            if n.ends_with("_CHACHA20_POLY1305") {
-                format!("{n}_SHA256")
-            } else {
-                n.clone()
-            }
+        .filter_map(|name| match crate::tls::options::cipher_suite(name, all) {
+            crate::tls::options::Suite::Supported(suite) => Some(suite),
+            _ => None,
         })
         .collect();
     all.iter()
-        .filter(|s| match s {
-            SupportedCipherSuite::Tls13(_) => true,
-            SupportedCipherSuite::Tls12(_) => {
-                let name = format!("{:?}", s.suite());
-                wanted.contains(&name)
-            }
-        })
+        .filter(|s| matches!(s, SupportedCipherSuite::Tls13(_)) || wanted.contains(s))
         .copied()
         .collect()
 }

@@ -34,12 +34,42 @@ pub fn pebble_installed() -> bool {
     found
 }
 
-/// A port free right now on 127.0.0.1.
+/// A port free right now on 127.0.0.1 (TCP and UDP), for a process that binds it later.
+///
+/// The port is taken from below the kernel's ephemeral range: a port handed out by `bind(0)`
+/// can be handed out again to another test's listener or client socket before the process it
+/// was meant for binds it, and that test then talks to the wrong server. Ports below the range
+/// are never picked by the kernel, and a counter keeps this process from repeating itself.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port on 127.0.0.1")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let floor = 10_000u32;
+    let ceiling = ephemeral_floor().max(floor + 1_000);
+    let span = ceiling - floor;
+    // Start where another test binary running at the same moment is unlikely to be.
+    let _ = NEXT.compare_exchange(
+        0,
+        (std::process::id().wrapping_mul(7_919)) % span + 1,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..span {
+        let port = (floor + NEXT.fetch_add(1, Ordering::SeqCst) % span) as u16;
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", port));
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", port));
+        if tcp.is_ok() && udp.is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 between {floor} and {ceiling}")
+}
+
+/// The lowest port the kernel hands out for `bind(0)` (Linux's default when unknown).
+fn ephemeral_floor() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// What a pebble instance should look like.

@@ -1,5 +1,6 @@
 //! Shared helpers for the end-to-end tests: spawn Sluice (as a real process), spawn whoami
-//! origins, and a small HTTP client. Everything listens on 127.0.0.1 with ports the OS picks.
+//! origins, and a small HTTP client. Everything listens on 127.0.0.1; origins on ports the OS picks,
+//! Sluice on ports below the OS's ephemeral range.
 
 #![allow(dead_code)]
 
@@ -26,12 +27,10 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-/// A port that was free a moment ago.
+/// A port that was free a moment ago, outside the range the kernel picks from (see
+/// [`sluice_acme::testing::free_port`]).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port")
+    sluice_acme::testing::free_port()
 }
 
 /// A running whoami origin.
@@ -106,7 +105,7 @@ impl Sluice {
             .stdout(Stdio::null())
             .stderr(log_file);
         let child = command.spawn().expect("spawn sluice");
-        let sluice = Sluice {
+        let mut sluice = Sluice {
             child,
             addr,
             dir,
@@ -116,9 +115,13 @@ impl Sluice {
         sluice
     }
 
-    async fn wait_listening(&self) {
+    async fn wait_listening(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
+            // Something else answering on the port is not Sluice: check that it still runs.
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("sluice exited ({status}); log:\n{}", self.log_text());
+            }
             if tokio::net::TcpStream::connect(self.addr).await.is_ok() {
                 return;
             }

@@ -6,6 +6,7 @@ pub mod entrypoint;
 pub mod error;
 pub mod forwarded;
 pub mod hop_by_hop;
+pub mod http1;
 pub mod mirror;
 pub mod ping;
 pub mod pool;

@@ -1,14 +1,16 @@
 //! Keep-alive HTTP/1.1 connections to `http://` origins, one pool per worker and transport.
 //!
-//! Each connection is a `hyper::client::conn::http1` sender whose connection task runs on the
-//! worker that dialled it, and it is only ever checked out by that worker, so sending a request
-//! is a direct hand-over to a task on the same thread (no shared client, no extra task per
-//! request). The locks below are never contended: one worker touches its own pool.
+//! Each connection is a [`Connection`] that the request's own task drives (see
+//! [`super::http1`]): no connection task, no channel between the request and its origin. A
+//! connection is only ever checked out by the worker that dialled it, so the locks below are
+//! never contended.
 //!
 //! A connection goes back to the pool only once the response body has been read to its end and
 //! the connection can take another request; a response that is dropped half-read closes its
 //! connection instead. Idle connections are closed after the transport's idle timeout, and a
-//! host keeps at most `max_idle` of them (Go's `MaxIdleConnsPerHost`).
+//! host keeps at most `max_idle` of them (Go's `MaxIdleConnsPerHost`). A request without a body
+//! that fails on a reused connection before any answer (the origin closed it while idle) is
+//! sent again on a new connection, once, as Go's transport does.
 //!
 //! `https://` origins go through the same pool with a TLS [`Connector`] when they speak
 //! HTTP/1.1, and through an [`H2Pool`] (one shared HTTP/2 connection per host and worker) when
@@ -17,25 +19,20 @@
 use std::collections::{HashMap, VecDeque};
 use std::error::Error as StdError;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http::uri::Authority;
 use http::{Request, Response};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::client::conn::http1::{self, SendRequest};
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use super::body::ProxyBody;
+use super::body::{self, ProxyBody};
+use super::http1::{self, Connection, Delimited, Outgoing, ResponseBody, Stream, Switched};
 
 /// How a pool dials and how long it keeps idle connections.
 #[derive(Debug, Clone, Copy)]
@@ -57,8 +54,10 @@ pub enum PoolError {
     Connect(std::io::Error),
     /// The TLS handshake failed (the rustls error is the source) or timed out.
     Tls(std::io::Error),
-    /// The connection failed during the HTTP exchange.
+    /// An HTTP/2 connection failed during the exchange.
     Http(hyper::Error),
+    /// An HTTP/1.1 exchange failed.
+    Exchange(http1::Error),
 }
 
 impl std::fmt::Display for PoolError {
@@ -66,7 +65,7 @@ impl std::fmt::Display for PoolError {
         match self {
             PoolError::Connect(_) => f.write_str("cannot connect"),
             PoolError::Tls(_) => f.write_str("TLS handshake failed"),
-            PoolError::Http(_) => f.write_str("request failed"),
+            PoolError::Http(_) | PoolError::Exchange(_) => f.write_str("request failed"),
         }
     }
 }
@@ -76,6 +75,7 @@ impl StdError for PoolError {
         match self {
             PoolError::Connect(e) | PoolError::Tls(e) => Some(e),
             PoolError::Http(e) => Some(e),
+            PoolError::Exchange(e) => Some(e),
         }
     }
 }
@@ -164,24 +164,6 @@ async fn dial_tcp(
     Ok(stream)
 }
 
-/// Starts an HTTP/1.1 connection over `io`, its connection task on the current worker.
-async fn handshake_http1<I>(io: I) -> Result<SendRequest<ProxyBody>, PoolError>
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (sender, connection) = http1::Builder::new()
-        .handshake(TokioIo::new(io))
-        .await
-        .map_err(PoolError::Http)?;
-    tokio::spawn(async move {
-        // Upgrades: the connection hands its socket over to the 101 response's `OnUpgrade`.
-        if let Err(error) = connection.with_upgrades().await {
-            tracing::debug!(%error, "origin connection ended with an error");
-        }
-    });
-    Ok(sender)
-}
-
 /// One worker's HTTP/1.1 connections of one transport, by origin address.
 #[derive(Debug)]
 pub struct Pool {
@@ -207,7 +189,7 @@ struct HostState {
 
 #[derive(Debug)]
 struct Idle {
-    sender: SendRequest<ProxyBody>,
+    conn: Connection,
     since: Instant,
 }
 
@@ -223,54 +205,44 @@ impl Pool {
 
     /// Sends `request` (origin-form URI, Host set) to `authority` and returns the response, whose
     /// body hands the connection back to the pool once read to the end.
-    ///
-    /// A request that a reused connection could not take (the origin closed it while idle, and
-    /// nothing was written) is sent again on a new connection, once.
     pub async fn send(
         &self,
         authority: &Authority,
         request: Request<ProxyBody>,
     ) -> Result<Response<ProxyBody>, PoolError> {
         let host = self.host(authority);
-        let mut request = request;
-        if let Some(mut sender) = host.checkout().await {
-            match sender.try_send_request(request).await {
-                Ok(response) => return Ok(host.wrap(sender, response)),
-                Err(mut error) => match error.take_message() {
-                    Some(unsent) => {
-                        tracing::debug!(error = %error.error(), "pooled connection closed; dialling a new one");
-                        request = unsent;
-                    }
-                    None => return Err(PoolError::Http(error.into_error())),
-                },
+        let mut outgoing = Outgoing::new(request);
+        if let Some(mut conn) = host.checkout(outgoing.has_body()) {
+            match http1::exchange(&mut conn, &mut outgoing).await {
+                Ok(answer) => return Ok(host.respond(conn, answer)),
+                Err(error) if outgoing.replayable(&error) => {
+                    tracing::debug!(%error, "pooled connection closed; dialling a new one");
+                }
+                Err(error) => return Err(PoolError::Exchange(error)),
             }
         }
-        let mut sender = self.connect(authority).await?;
-        let response = sender
-            .send_request(request)
+        let mut conn = self.connect(authority).await?;
+        let answer = http1::exchange(&mut conn, &mut outgoing)
             .await
-            .map_err(PoolError::Http)?;
-        Ok(host.wrap(sender, response))
+            .map_err(PoolError::Exchange)?;
+        Ok(host.respond(conn, answer))
     }
 
     /// Sends `request` over a connection the caller already opened (a TLS connection whose
     /// ALPN chose HTTP/1.1); the connection joins this pool afterwards.
-    pub async fn send_over<I>(
+    pub async fn send_over(
         &self,
         authority: &Authority,
-        io: I,
+        io: TlsStream<TcpStream>,
         request: Request<ProxyBody>,
-    ) -> Result<Response<ProxyBody>, PoolError>
-    where
-        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
+    ) -> Result<Response<ProxyBody>, PoolError> {
         let host = self.host(authority);
-        let mut sender = handshake_http1(io).await?;
-        let response = sender
-            .send_request(request)
+        let mut conn = Connection::new(Stream::Tls(Box::new(io)));
+        let mut outgoing = Outgoing::new(request);
+        let answer = http1::exchange(&mut conn, &mut outgoing)
             .await
-            .map_err(PoolError::Http)?;
-        Ok(host.wrap(sender, response))
+            .map_err(PoolError::Exchange)?;
+        Ok(host.respond(conn, answer))
     }
 
     fn host(&self, authority: &Authority) -> Arc<Host> {
@@ -286,16 +258,17 @@ impl Pool {
         host
     }
 
-    /// Opens a connection and starts its connection task on the current worker.
-    async fn connect(&self, authority: &Authority) -> Result<SendRequest<ProxyBody>, PoolError> {
+    /// Opens a connection (TCP, then TLS for `https://`).
+    async fn connect(&self, authority: &Authority) -> Result<Connection, PoolError> {
         if let Connector::Broken(reason) = &self.connector {
             return Err(PoolError::Tls(std::io::Error::other(reason.clone())));
         }
         let tcp = dial_tcp(&self.settings, authority, self.connector.default_port()).await?;
-        match &self.connector {
-            Connector::Tls(tls) => handshake_http1(tls.handshake(authority, tcp).await?).await,
-            Connector::Plain | Connector::Broken(_) => handshake_http1(tcp).await,
-        }
+        let stream = match &self.connector {
+            Connector::Tls(tls) => Stream::Tls(Box::new(tls.handshake(authority, tcp).await?)),
+            Connector::Plain | Connector::Broken(_) => Stream::Tcp(tcp),
+        };
+        Ok(Connection::new(stream))
     }
 }
 
@@ -327,69 +300,67 @@ async fn dial(authority: &Authority, default_port: u16) -> std::io::Result<TcpSt
 }
 
 impl Host {
-    /// The newest idle connection that can take a request, if any.
-    async fn checkout(&self) -> Option<SendRequest<ProxyBody>> {
+    /// The newest idle connection that can take a request, if any. Before a body (which could
+    /// not be sent again) the connection is checked for a close by the origin.
+    fn checkout(&self, probe: bool) -> Option<Connection> {
         loop {
             let mut idle = {
                 let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
                 state.idle.pop_back()?
             };
-            if idle.since.elapsed() >= self.settings.idle_timeout || idle.sender.is_closed() {
+            if idle.since.elapsed() >= self.settings.idle_timeout {
                 continue;
             }
-            if idle.sender.is_ready() || idle.sender.ready().await.is_ok() {
-                return Some(idle.sender);
+            if !probe || idle.conn.still_open() {
+                return Some(idle.conn);
             }
         }
     }
 
-    /// Wraps a response so that reading its body to the end returns `sender` to the pool.
-    fn wrap(
-        self: &Arc<Self>,
-        sender: SendRequest<ProxyBody>,
-        response: Response<Incoming>,
-    ) -> Response<ProxyBody> {
-        // A switched connection belongs to the tunnel now; it is never reused.
-        let keep = (response.status() != http::StatusCode::SWITCHING_PROTOCOLS
-            && self.settings.max_idle > 0)
-            .then(|| (sender, self.clone()));
-        let (parts, body) = response.into_parts();
-        let body = PooledBody { body, keep };
-        Response::from_parts(parts, ProxyBody::new(body))
+    /// The response for `answer` read on `conn`: the connection returns to the pool once the
+    /// body is read to its end, or becomes the origin side of a tunnel on 101.
+    fn respond(self: &Arc<Self>, mut conn: Connection, answer: http1::Answer) -> Response<ProxyBody> {
+        if answer.head.status == http::StatusCode::SWITCHING_PROTOCOLS {
+            let mut response = Response::from_parts(answer.head, body::empty());
+            response.extensions_mut().insert(Switched::new(conn));
+            return response;
+        }
+        let keep = answer.reusable && self.settings.max_idle > 0;
+        // A small answer read whole with its head: hand the bytes over and the connection back
+        // at once.
+        if let Delimited::Length(n) = answer.body {
+            if let Ok(n) = usize::try_from(n) {
+                if conn.read_buffered() >= n {
+                    let data = conn.take_buffered(n);
+                    if keep && conn.read_buffered() == 0 {
+                        self.clone().release(conn);
+                    }
+                    return Response::from_parts(answer.head, body::full(data));
+                }
+            }
+        }
+        let host = self.clone();
+        let body = ResponseBody::new(conn, &answer, move |conn| {
+            if keep {
+                host.release(conn);
+            }
+        });
+        Response::from_parts(answer.head, ProxyBody::new(body))
     }
 
     /// Puts a connection whose exchange is complete back into the pool.
-    fn release(self: Arc<Self>, sender: SendRequest<ProxyBody>) {
-        if sender.is_closed() {
-            return;
-        }
-        // Without a runtime (shutting down) there is no one to drive or reap the connection.
+    fn release(self: Arc<Self>, mut conn: Connection) {
+        // Without a runtime (shutting down) there is no one to reap the connection.
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        if sender.is_ready() {
-            self.push(sender, &runtime);
-        } else {
-            // The connection task has not yet seen the end of the exchange (rare: it normally
-            // has by the time the body ends). Wait for it off the request path, bounded.
-            let limit = self.settings.idle_timeout;
-            let task = runtime.clone();
-            runtime.spawn(async move {
-                let mut sender = sender;
-                if let Ok(Ok(())) = tokio::time::timeout(limit, sender.ready()).await {
-                    self.push(sender, &task);
-                }
-            });
-        }
-    }
-
-    fn push(self: Arc<Self>, sender: SendRequest<ProxyBody>, runtime: &tokio::runtime::Handle) {
+        conn.set_reused();
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if state.idle.len() >= self.settings.max_idle {
             return;
         }
         state.idle.push_back(Idle {
-            sender,
+            conn,
             since: Instant::now(),
         });
         if !state.reaping {
@@ -421,57 +392,6 @@ async fn reap(host: Weak<Host>, idle_timeout: Duration) {
                 state.reaping = false;
                 return;
             }
-        }
-    }
-}
-
-/// A response body that returns its connection to the pool once read to the end.
-struct PooledBody {
-    body: Incoming,
-    /// The connection and its pool, until the body ends (then released) or fails (then dropped).
-    keep: Option<(SendRequest<ProxyBody>, Arc<Host>)>,
-}
-
-impl PooledBody {
-    fn release(&mut self) {
-        if let Some((sender, host)) = self.keep.take() {
-            host.release(sender);
-        }
-    }
-}
-
-impl Body for PooledBody {
-    type Data = Bytes;
-    type Error = super::body::BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let polled = Pin::new(&mut self.body).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => self.release(),
-            Poll::Ready(Some(Ok(_))) if self.body.is_end_stream() => self.release(),
-            Poll::Ready(Some(Err(_))) => self.keep = None,
-            _ => {}
-        }
-        polled.map_err(Into::into)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-}
-
-impl Drop for PooledBody {
-    fn drop(&mut self) {
-        // Bodies known empty (HEAD, 204, Content-Length: 0) may never be polled.
-        if self.body.is_end_stream() {
-            self.release();
         }
     }
 }

@@ -5,11 +5,13 @@ use http::{header, HeaderValue, Request, Response, StatusCode, Version};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use std::any::Any;
+use tokio::io::AsyncWriteExt as _;
 use std::sync::Arc;
 
 use super::body::{boxed, ProxyBody};
 use super::error::ProxyError;
 use super::hop_by_hop;
+use super::http1::{Connection, Switched};
 use crate::runtime::server::{Protocol, Server};
 use crate::runtime::service::LoadBalancer;
 
@@ -143,8 +145,11 @@ pub async fn forward(
     };
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some((_, client_side)) = upgrade {
-            let origin_side = hyper::upgrade::on(&mut response);
+        let origin_side = response
+            .extensions_mut()
+            .remove::<Switched>()
+            .and_then(|s| s.take());
+        if let (Some((_, client_side)), Some(origin_side)) = (upgrade, origin_side) {
             tokio::spawn(tunnel(client_side, origin_side, hold));
         }
         return Ok(response);
@@ -153,18 +158,25 @@ pub async fn forward(
     Ok(response)
 }
 
-/// Copies bytes both ways between the client and the origin once both have switched protocols;
-/// `_hold` is released when the tunnel closes.
-async fn tunnel(client: OnUpgrade, origin: OnUpgrade, _hold: Option<TunnelHold>) {
-    let (client, origin) = match tokio::try_join!(client, origin) {
-        Ok(pair) => pair,
+/// Copies bytes both ways between the client and the origin once the client side has switched
+/// protocols (the origin's first bytes, read with its 101, go first); `_hold` is released when
+/// the tunnel closes.
+async fn tunnel(client: OnUpgrade, origin: Connection, _hold: Option<TunnelHold>) {
+    let client = match client.await {
+        Ok(client) => client,
         Err(error) => {
             tracing::debug!(%error, "upgrade did not complete");
             return;
         }
     };
     let mut client = TokioIo::new(client);
-    let mut origin = TokioIo::new(origin);
+    let (mut origin, early) = origin.into_parts();
+    if !early.is_empty() {
+        if let Err(error) = client.write_all(&early).await {
+            tracing::debug!(%error, "tunnel closed with an error");
+            return;
+        }
+    }
     if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut origin).await {
         tracing::debug!(%error, "tunnel closed with an error");
     }

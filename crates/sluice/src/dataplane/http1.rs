@@ -557,8 +557,8 @@ fn head_from(
     len: usize,
 ) -> Result<(http::response::Parts, usize), Error> {
     let code = response.code.unwrap_or(0);
-    let status = StatusCode::from_u16(code)
-        .map_err(|_| Error::Malformed(format!("status code {code}")))?;
+    let status =
+        StatusCode::from_u16(code).map_err(|_| Error::Malformed(format!("status code {code}")))?;
     let mut head = http::Response::new(()).into_parts().0;
     head.status = status;
     head.version = match response.version {
@@ -930,7 +930,10 @@ impl Switched {
 mod tests {
     use super::*;
 
-    fn decode_all(delimited: Delimited, wire: &[u8]) -> Result<(Vec<u8>, Option<HeaderMap>), Error> {
+    fn decode_all(
+        delimited: Delimited,
+        wire: &[u8],
+    ) -> Result<(Vec<u8>, Option<HeaderMap>), Error> {
         let mut remaining = Remaining::new(delimited);
         let mut buf = BytesMut::from(wire);
         let (mut data, mut trailers) = (Vec::new(), None);
@@ -948,11 +951,13 @@ mod tests {
 
     #[test]
     fn chunked_bodies_decode_with_extensions_and_trailers() {
-        let wire = b"4;ext=1\r\nWiki\r\n5\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-Sum: 9\r\n\r\n";
+        let wire =
+            b"4;ext=1\r\nWiki\r\n5\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-Sum: 9\r\n\r\n";
         let (data, trailers) = decode_all(Delimited::Chunked, wire).unwrap();
         assert_eq!(data, b"Wikipedia in\r\n\r\nchunks.");
         assert_eq!(trailers.unwrap()["x-sum"], "9");
-        let (data, trailers) = decode_all(Delimited::Chunked, b"A\r\n0123456789\r\n0\r\n\r\n").unwrap();
+        let (data, trailers) =
+            decode_all(Delimited::Chunked, b"A\r\n0123456789\r\n0\r\n\r\n").unwrap();
         assert_eq!(data, b"0123456789");
         assert!(trailers.is_none());
     }
@@ -990,7 +995,10 @@ mod tests {
             b"\r\n",
         ] {
             assert!(
-                matches!(decode_all(Delimited::Chunked, wire), Err(Error::Malformed(_))),
+                matches!(
+                    decode_all(Delimited::Chunked, wire),
+                    Err(Error::Malformed(_))
+                ),
                 "{:?}",
                 String::from_utf8_lossy(wire)
             );
@@ -1010,7 +1018,10 @@ mod tests {
             panic!()
         };
         assert_eq!(f.into_data().unwrap(), "hel");
-        assert!(matches!(remaining.decode(&mut buf).unwrap(), Decoded::NeedMore));
+        assert!(matches!(
+            remaining.decode(&mut buf).unwrap(),
+            Decoded::NeedMore
+        ));
         buf.extend_from_slice(b"loEXTRA");
         let Decoded::Frame(f) = remaining.decode(&mut buf).unwrap() else {
             panic!()
@@ -1028,17 +1039,33 @@ mod tests {
     fn answers_are_delimited_as_rfc_9112_says() {
         let get = Method::GET;
         let ok = |extra: &str| head(&format!("HTTP/1.1 200 OK\r\n{extra}\r\n"));
-        assert_eq!(delimit(&get, &ok("content-length: 12\r\n")).unwrap(), Delimited::Length(12));
-        assert_eq!(delimit(&get, &ok("content-length: 7, 7\r\n")).unwrap(), Delimited::Length(7));
+        assert_eq!(
+            delimit(&get, &ok("content-length: 12\r\n")).unwrap(),
+            Delimited::Length(12)
+        );
+        assert_eq!(
+            delimit(&get, &ok("content-length: 7, 7\r\n")).unwrap(),
+            Delimited::Length(7)
+        );
         assert!(delimit(&get, &ok("content-length: 7\r\ncontent-length: 8\r\n")).is_err());
         assert!(delimit(&get, &ok("content-length: -1\r\n")).is_err());
         assert_eq!(
-            delimit(&get, &ok("transfer-encoding: gzip, chunked\r\ncontent-length: 3\r\n")).unwrap(),
+            delimit(
+                &get,
+                &ok("transfer-encoding: gzip, chunked\r\ncontent-length: 3\r\n")
+            )
+            .unwrap(),
             Delimited::Chunked
         );
-        assert_eq!(delimit(&get, &ok("transfer-encoding: gzip\r\n")).unwrap(), Delimited::UntilClose);
+        assert_eq!(
+            delimit(&get, &ok("transfer-encoding: gzip\r\n")).unwrap(),
+            Delimited::UntilClose
+        );
         assert_eq!(delimit(&get, &ok("")).unwrap(), Delimited::UntilClose);
-        assert_eq!(delimit(&Method::HEAD, &ok("content-length: 12\r\n")).unwrap(), Delimited::Empty);
+        assert_eq!(
+            delimit(&Method::HEAD, &ok("content-length: 12\r\n")).unwrap(),
+            Delimited::Empty
+        );
         let no_content = head("HTTP/1.1 204 No Content\r\n\r\n");
         assert_eq!(delimit(&get, &no_content).unwrap(), Delimited::Empty);
         let not_modified = head("HTTP/1.1 304 Not Modified\r\ncontent-length: 40\r\n\r\n");
@@ -1052,17 +1079,29 @@ mod tests {
             keeps_alive(&h, delimit(&Method::GET, &h).unwrap())
         };
         assert!(reuse("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"));
-        assert!(!reuse("HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"));
+        assert!(!reuse(
+            "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
+        ));
         assert!(!reuse("HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n"));
-        assert!(reuse("HTTP/1.0 200 OK\r\nconnection: Keep-Alive\r\ncontent-length: 0\r\n\r\n"));
+        assert!(reuse(
+            "HTTP/1.0 200 OK\r\nconnection: Keep-Alive\r\ncontent-length: 0\r\n\r\n"
+        ));
         assert!(!reuse("HTTP/1.1 200 OK\r\n\r\n"));
     }
 
     #[test]
     fn heads_parse_or_fail_cleanly() {
-        assert!(parse_head(b"HTTP/1.1 200 OK\r\nx: y\r\n").unwrap().is_none());
-        assert!(matches!(parse_head(b"SSH-2.0-OpenSSH\r\n\r\n"), Err(Error::Malformed(_))));
-        assert!(matches!(parse_head(b"HTTP/1.1 099 Low\r\n\r\n"), Err(Error::Malformed(_))));
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\nx: y\r\n")
+            .unwrap()
+            .is_none());
+        assert!(matches!(
+            parse_head(b"SSH-2.0-OpenSSH\r\n\r\n"),
+            Err(Error::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_head(b"HTTP/1.1 099 Low\r\n\r\n"),
+            Err(Error::Malformed(_))
+        ));
         let many: String = (0..200).map(|i| format!("x-{i}: {i}\r\n")).collect();
         let (h, _) = parse_head(format!("HTTP/1.1 200 OK\r\n{many}\r\n").as_bytes())
             .unwrap()
@@ -1091,15 +1130,18 @@ mod tests {
             &[("content-length", "99"), ("transfer-encoding", "chunked")],
             body::full("abc"),
         );
-        assert_eq!(&full.head[..], b"PUT /p?q=1 HTTP/1.1\r\ncontent-length: 3\r\n\r\n");
-        let stream = http_body_util::StreamBody::new(futures_util::stream::iter(vec![Ok::<
-            _,
-            BoxError,
-        >(
-            Frame::data(Bytes::from_static(b"x")),
-        )]));
+        assert_eq!(
+            &full.head[..],
+            b"PUT /p?q=1 HTTP/1.1\r\ncontent-length: 3\r\n\r\n"
+        );
+        let stream =
+            http_body_util::StreamBody::new(futures_util::stream::iter(vec![Ok::<_, BoxError>(
+                Frame::data(Bytes::from_static(b"x")),
+            )]));
         let chunked = request(Method::POST, &[], body::boxed(stream));
-        assert!(chunked.head.ends_with(b"transfer-encoding: chunked\r\n\r\n"));
+        assert!(chunked
+            .head
+            .ends_with(b"transfer-encoding: chunked\r\n\r\n"));
         assert!(chunked.has_body());
     }
 }

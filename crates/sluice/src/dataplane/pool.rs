@@ -319,7 +319,11 @@ impl Host {
 
     /// The response for `answer` read on `conn`: the connection returns to the pool once the
     /// body is read to its end, or becomes the origin side of a tunnel on 101.
-    fn respond(self: &Arc<Self>, mut conn: Connection, answer: http1::Answer) -> Response<ProxyBody> {
+    fn respond(
+        self: &Arc<Self>,
+        mut conn: Connection,
+        answer: http1::Answer,
+    ) -> Response<ProxyBody> {
         if answer.head.status == http::StatusCode::SWITCHING_PROTOCOLS {
             let mut response = Response::from_parts(answer.head, body::empty());
             response.extensions_mut().insert(Switched::new(conn));

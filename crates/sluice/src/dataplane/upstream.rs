@@ -5,8 +5,8 @@ use http::{header, HeaderValue, Request, Response, StatusCode, Version};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use std::any::Any;
-use tokio::io::AsyncWriteExt as _;
 use std::sync::Arc;
+use tokio::io::AsyncWriteExt as _;
 
 use super::body::{boxed, ProxyBody};
 use super::error::ProxyError;

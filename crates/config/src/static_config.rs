@@ -44,7 +44,7 @@ pub struct StaticConfig {
     /// `metrics`: accepted, not implemented.
     #[serde(deserialize_with = "crate::nullable::present_object")]
     pub metrics: Option<Value>,
-    /// `ping`: accepted, not implemented.
+    /// `ping`: `/ping` (liveness) and `/ready` on `ping.entryPoint` (default `traefik`).
     #[serde(deserialize_with = "crate::nullable::present_object")]
     pub ping: Option<Value>,
     /// Sluice's own log.
@@ -573,6 +573,7 @@ impl StaticConfig {
 
 /// Post-processing shared by both load paths: path resolution.
 fn finish(mut cfg: StaticConfig, path: Option<&Path>, flagged: &[String]) -> StaticConfig {
+    add_internal_entry_point(&mut cfg);
     if let Some(fp) = cfg.providers.file.as_mut() {
         let base = path.and_then(Path::parent);
         fp.directory = resolve(
@@ -587,6 +588,34 @@ fn finish(mut cfg: StaticConfig, path: Option<&Path>, flagged: &[String]) -> Sta
         );
     }
     cfg
+}
+
+/// Name of the entry point Traefik creates for its own endpoints.
+pub const INTERNAL_ENTRY_POINT: &str = "traefik";
+
+/// Traefik creates the `traefik` entry point on `:8080` when ping is served there (its default
+/// entry point, without `manualRouting`) and the configuration does not define one.
+fn add_internal_entry_point(cfg: &mut StaticConfig) {
+    let Some(ping) = cfg.ping.as_ref() else {
+        return;
+    };
+    let on_internal = ping
+        .get("entryPoint")
+        .and_then(|v| v.as_str())
+        .is_none_or(|name| name.is_empty() || name == INTERNAL_ENTRY_POINT);
+    let manual = ping
+        .get("manualRouting")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    if on_internal && !manual && !cfg.entry_points.contains_key(INTERNAL_ENTRY_POINT) {
+        cfg.entry_points.insert(
+            INTERNAL_ENTRY_POINT.to_owned(),
+            EntryPoint {
+                address: ":8080".to_owned(),
+                ..EntryPoint::default()
+            },
+        );
+    }
 }
 
 /// Whether a flag set exactly this key (a section flag such as
@@ -939,6 +968,38 @@ mod tests {
             ep.transport.life_cycle.request_accept_grace_timeout,
             GoDuration::ZERO
         );
+    }
+
+    #[test]
+    fn ping_on_the_internal_entry_point_creates_it() {
+        let load = |list: &[(&str, &str)]| StaticConfig::load(None, &flags(list)).unwrap();
+        let cfg = load(&[("entryPoints.web.address", ":8000"), ("ping", "")]);
+        assert_eq!(cfg.entry_points["traefik"].address, ":8080");
+        assert_eq!(
+            cfg.entry_points["traefik"]
+                .transport
+                .responding_timeouts
+                .read_timeout,
+            GoDuration::from_secs(60)
+        );
+        let own = load(&[
+            ("entryPoints.traefik.address", ":9000"),
+            ("ping.entryPoint", "traefik"),
+        ]);
+        assert_eq!(own.entry_points["traefik"].address, ":9000");
+        for elsewhere in [
+            &[
+                ("entryPoints.web.address", ":8000"),
+                ("ping.entryPoint", "web"),
+            ][..],
+            &[
+                ("entryPoints.web.address", ":8000"),
+                ("ping.manualRouting", "true"),
+            ],
+            &[("entryPoints.web.address", ":8000")],
+        ] {
+            assert!(!load(elsewhere).entry_points.contains_key("traefik"));
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use http::HeaderValue;
 use sluice_config::dynamic::Configuration;
-use sluice_config::static_config::StaticConfig;
+use sluice_config::static_config::{StaticConfig, INTERNAL_ENTRY_POINT};
 use sluice_config::{Diagnostic, Severity};
 use sluice_crd::CrdOptions;
 use sluice_rules::Syntax;
@@ -59,18 +59,21 @@ pub fn settings(config: &StaticConfig) -> Result<Settings, StartError> {
         }
     }
     let entry_points: Vec<String> = config.entry_points.keys().cloned().collect();
-    let marked: Vec<String> = config
+    // Routers without `entryPoints` take the entry points marked `asDefault`, else all of them;
+    // never Traefik's internal one, nor UDP ones.
+    let any_marked = config.entry_points.values().any(|ep| ep.as_default);
+    let default_entry_points = config
         .entry_points
         .iter()
-        .filter(|(_, ep)| ep.as_default)
+        .filter(|(name, ep)| {
+            (!any_marked || ep.as_default)
+                && name.as_str() != INTERNAL_ENTRY_POINT
+                && !ep.address.ends_with("/udp")
+        })
         .map(|(name, _)| name.clone())
         .collect();
     Ok(Settings {
-        default_entry_points: if marked.is_empty() {
-            entry_points.clone()
-        } else {
-            marked
-        },
+        default_entry_points,
         entry_points,
         default_rule_syntax: config
             .core
@@ -228,7 +231,7 @@ pub fn ping_entry_point(config: &StaticConfig) -> Option<String> {
         ping.get("entryPoint")
             .and_then(|v| v.as_str())
             .filter(|name| !name.is_empty())
-            .unwrap_or("traefik")
+            .unwrap_or(INTERNAL_ENTRY_POINT)
             .to_owned(),
     )
 }

@@ -366,13 +366,13 @@ impl Outbox {
     fn poll_drain(&mut self, stream: &mut Stream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.0.is_empty() {
             let written = {
-                let slices: Vec<IoSlice<'_>> = self
-                    .0
-                    .iter()
-                    .take(MAX_IOVECS)
-                    .map(|b| IoSlice::new(b))
-                    .collect();
-                ready!(Pin::new(&mut *stream).poll_write_vectored(cx, &slices))?
+                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                let mut count = 0;
+                for (slot, bytes) in slices.iter_mut().zip(&self.0) {
+                    *slot = IoSlice::new(bytes);
+                    count += 1;
+                }
+                ready!(Pin::new(&mut *stream).poll_write_vectored(cx, &slices[..count]))?
             };
             if written == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));

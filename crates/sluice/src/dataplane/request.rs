@@ -196,6 +196,11 @@ async fn route_and_forward(
         host,
         upgrade,
     };
+    if router.middlewares.is_empty() {
+        // No chain to run: await the service in place rather than build (and copy) a boxed
+        // future for it.
+        return serve(&router.service, outgoing).await;
+    }
     Next::new(&router.middlewares, &router.service, connection)
         .run(outgoing)
         .await

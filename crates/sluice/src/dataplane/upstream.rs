@@ -107,7 +107,9 @@ pub async fn forward(
     let transport = &lb.transport;
     // Upgrades need HTTP/1.1 (as in Traefik), so they never take the HTTP/2 pool.
     let https2 = transport.https2().filter(|_| upgrade.is_none());
-    let sent = async {
+    // Pinned where it is: the exchange's future is large, and moving it into the timeout
+    // would copy it on every request.
+    let sent = std::pin::pin!(async {
         match server.protocol {
             Protocol::Http => transport
                 .http1()
@@ -130,7 +132,7 @@ pub async fn forward(
                 Err(e) => Err(classify(&server.url, &e)),
             },
         }
-    };
+    });
     let mut response = match transport.response_header_timeout {
         Some(limit) => match tokio::time::timeout(limit, sent).await {
             Ok(result) => result?,

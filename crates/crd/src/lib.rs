@@ -25,4 +25,5 @@ pub mod translate;
 pub use definition::{crd_definitions, try_crd_definitions};
 pub use labels::{LabelSelector, SelectorError};
 pub use options::CrdOptions;
-pub use translate::{translate, translate_refs, Translation};
+pub use store::{Revision, Versioned};
+pub use translate::{translate, translate_refs, Reuse, Translation, TranslationCache};

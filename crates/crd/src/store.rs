@@ -4,7 +4,13 @@
 //! label selector on Traefik's kinds, Helm release secrets ignored, Nodes
 //! only when cluster-scope lookups are enabled. When one object exists in
 //! both Traefik API groups, the `traefik.io` one wins (as in Traefik v2.11).
+//!
+//! Lookups of one object by another (a route reading its Service) can be
+//! recorded with the revisions they found, so that a later store can tell
+//! whether the same lookups would find the same objects
+//! ([`Store::finds_the_same`]): what lets a translation be reused.
 
+use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 
 use sluice_config::Diagnostic;
@@ -20,6 +26,40 @@ use crate::types::{
 
 /// Label linking an EndpointSlice to its Service.
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// Names one content of one object: two objects with the same revision are
+/// equal. The Kubernetes provider numbers every decoded object; plain
+/// translations use 0 throughout (they never compare revisions).
+pub type Revision = u64;
+
+/// A manifest and its [`Revision`].
+#[derive(Debug, Clone, Copy)]
+pub struct Versioned<'a> {
+    /// The object.
+    pub manifest: &'a Manifest,
+    /// Its revision: equal revisions promise equal manifests.
+    pub revision: Revision,
+}
+
+/// A lookup made by a translation, by what it asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Lookup {
+    Service(String, String),
+    EndpointSlices(String, String),
+    Endpoints(String, String),
+    Secret(String, String),
+    ConfigMap(String, String),
+    Nodes,
+    IngressRoute(String, String),
+}
+
+/// A recorded lookup and the revisions it found, in the store's order
+/// (none: nothing was there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Read {
+    lookup: Lookup,
+    found: Vec<Revision>,
+}
 
 /// A lookup that is refused because the namespace is not watched.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,6 +79,8 @@ pub struct Item<'a, T> {
     pub obj: &'a T,
     /// Its manifest (file, line).
     pub manifest: &'a Manifest,
+    /// Its revision.
+    pub revision: Revision,
 }
 
 impl<T> Clone for Item<'_, T> {
@@ -48,7 +90,10 @@ impl<T> Clone for Item<'_, T> {
 }
 impl<T> Copy for Item<'_, T> {}
 
-/// Every visible object, by kind, in file order.
+/// Namespace and name, borrowed from the objects.
+type Key<'a> = (&'a str, &'a str);
+
+/// Every visible object, by kind, in the order given.
 #[derive(Default)]
 pub struct Store<'a> {
     pub ingress_routes: Vec<Item<'a, IngressRoute>>,
@@ -61,21 +106,27 @@ pub struct Store<'a> {
     pub tls_stores: Vec<Item<'a, TlsStore>>,
     pub servers_transports: Vec<Item<'a, ServersTransport>>,
     pub servers_transport_tcps: Vec<Item<'a, ServersTransportTcp>>,
-    services: HashMap<(String, String), &'a Service>,
+    services: HashMap<Key<'a>, Item<'a, Service>>,
     /// By namespace and the Service named in their `kubernetes.io/service-name` label.
-    endpoint_slices: HashMap<(String, String), Vec<&'a EndpointSlice>>,
-    endpoints: HashMap<(String, String), &'a Endpoints>,
-    secrets: HashMap<(String, String), &'a Secret>,
-    config_maps: HashMap<(String, String), &'a ConfigMap>,
+    endpoint_slices: HashMap<Key<'a>, Vec<Item<'a, EndpointSlice>>>,
+    endpoints: HashMap<Key<'a>, Item<'a, Endpoints>>,
+    secrets: HashMap<Key<'a>, Item<'a, Secret>>,
+    config_maps: HashMap<Key<'a>, Item<'a, ConfigMap>>,
     nodes: Vec<&'a Node>,
+    node_revisions: Vec<Revision>,
+    /// The first IngressRoute of each namespace and name (index in `ingress_routes`), built on
+    /// the first parent lookup.
+    route_index: OnceCell<HashMap<Key<'a>, usize>>,
     watched: Vec<String>,
+    /// Lookups made while recording.
+    reads: RefCell<Option<Vec<Read>>>,
 }
 
 impl<'a> Store<'a> {
     /// Builds the visible set; problems (bad selector, shadowed legacy
     /// objects) are reported as diagnostics.
     pub fn new(
-        manifests: &[&'a Manifest],
+        objects: &[Versioned<'a>],
         options: &CrdOptions,
         diagnostics: &mut Vec<Diagnostic>,
     ) -> Self {
@@ -95,19 +146,27 @@ impl<'a> Store<'a> {
         let watched =
             |ns: &str| options.namespaces.is_empty() || options.namespaces.iter().any(|n| n == ns);
 
-        // Traefik kinds present in the current group, to shadow legacy ones.
-        let mut current: HashMap<(&'static str, String, String), usize> = HashMap::new();
-        for (i, m) in manifests.iter().enumerate() {
-            if m.object.is_traefik_kind() && m.api_group == TRAEFIK_GROUP {
-                let meta = m.object.meta();
-                current.insert(
-                    (m.object.kind(), meta.ns().to_string(), meta.name.clone()),
-                    i,
-                );
+        // Traefik kinds present in the current group, to shadow legacy ones (only needed when
+        // some legacy object is there).
+        let mut current: HashMap<(&'static str, &str, &str), usize> = HashMap::new();
+        if objects
+            .iter()
+            .any(|o| o.manifest.object.is_traefik_kind() && o.manifest.api_group != TRAEFIK_GROUP)
+        {
+            for (i, o) in objects.iter().enumerate() {
+                let m = o.manifest;
+                if m.object.is_traefik_kind() && m.api_group == TRAEFIK_GROUP {
+                    let meta = m.object.meta();
+                    current.insert((m.object.kind(), meta.ns(), &meta.name), i);
+                }
             }
         }
 
-        for &m in manifests {
+        for &Versioned {
+            manifest: m,
+            revision,
+        } in objects
+        {
             let meta = m.object.meta();
             if m.object.is_cluster_scoped() {
                 if options.disable_cluster_scope_resources {
@@ -121,9 +180,9 @@ impl<'a> Store<'a> {
                     continue;
                 }
                 if m.api_group != TRAEFIK_GROUP {
-                    let key = (m.object.kind(), meta.ns().to_string(), meta.name.clone());
+                    let key = (m.object.kind(), meta.ns(), meta.name.as_str());
                     if let Some(&winner) = current.get(&key) {
-                        let w = manifests[winner];
+                        let w = objects[winner].manifest;
                         diagnostics.push(
                             Diagnostic::warning(format!(
                                 "ignored: the same object also exists in API group {TRAEFIK_GROUP} ({}:{}), which takes precedence",
@@ -138,73 +197,55 @@ impl<'a> Store<'a> {
                     }
                 }
             }
-            let key = || (meta.ns().to_string(), meta.name.clone());
+            let key = (meta.ns(), meta.name.as_str());
+            macro_rules! item {
+                ($o:expr) => {
+                    Item {
+                        obj: $o,
+                        manifest: m,
+                        revision,
+                    }
+                };
+            }
             match &m.object {
-                Object::IngressRoute(o) => store.ingress_routes.push(Item {
-                    obj: o,
-                    manifest: m,
-                }),
-                Object::IngressRouteTcp(o) => store.ingress_route_tcps.push(Item {
-                    obj: o,
-                    manifest: m,
-                }),
-                Object::IngressRouteUdp(o) => store.ingress_route_udps.push(Item {
-                    obj: o,
-                    manifest: m,
-                }),
-                Object::TraefikService(o) => store.traefik_services.push(Item {
-                    obj: o,
-                    manifest: m,
-                }),
-                Object::Middleware(o) => store.middlewares.push(Item {
-                    obj: o,
-                    manifest: m,
-                }),
-                Object::MiddlewareTcp(o) => store.middleware_tcps.push(Item {
-                    obj: o,
-                    manifest: m,
-                }),
-                Object::TlsOption(o) => store.tls_options.push(Item {
-                    obj: o,
-                    manifest: m,
-                }),
-                Object::TlsStore(o) => store.tls_stores.push(Item {
-                    obj: o,
-                    manifest: m,
-                }),
-                Object::ServersTransport(o) => store.servers_transports.push(Item {
-                    obj: o,
-                    manifest: m,
-                }),
-                Object::ServersTransportTcp(o) => store.servers_transport_tcps.push(Item {
-                    obj: o,
-                    manifest: m,
-                }),
+                Object::IngressRoute(o) => store.ingress_routes.push(item!(o)),
+                Object::IngressRouteTcp(o) => store.ingress_route_tcps.push(item!(o)),
+                Object::IngressRouteUdp(o) => store.ingress_route_udps.push(item!(o)),
+                Object::TraefikService(o) => store.traefik_services.push(item!(o)),
+                Object::Middleware(o) => store.middlewares.push(item!(o)),
+                Object::MiddlewareTcp(o) => store.middleware_tcps.push(item!(o)),
+                Object::TlsOption(o) => store.tls_options.push(item!(o)),
+                Object::TlsStore(o) => store.tls_stores.push(item!(o)),
+                Object::ServersTransport(o) => store.servers_transports.push(item!(o)),
+                Object::ServersTransportTcp(o) => store.servers_transport_tcps.push(item!(o)),
                 Object::Service(o) => {
-                    store.services.insert(key(), o);
+                    store.services.insert(key, item!(o));
                 }
                 Object::EndpointSlice(o) => {
                     if let Some(service) = meta.labels.get(SERVICE_NAME_LABEL) {
                         store
                             .endpoint_slices
-                            .entry((meta.ns().to_string(), service.clone()))
+                            .entry((meta.ns(), service))
                             .or_default()
-                            .push(o);
+                            .push(item!(o));
                     }
                 }
                 Object::Endpoints(o) => {
-                    store.endpoints.insert(key(), o);
+                    store.endpoints.insert(key, item!(o));
                 }
                 Object::Secret(o) => {
                     // Traefik's secret informer filters `owner!=helm`.
                     if meta.labels.get("owner").map(String::as_str) != Some("helm") {
-                        store.secrets.insert(key(), o);
+                        store.secrets.insert(key, item!(o));
                     }
                 }
                 Object::ConfigMap(o) => {
-                    store.config_maps.insert(key(), o);
+                    store.config_maps.insert(key, item!(o));
                 }
-                Object::Node(o) => store.nodes.push(o),
+                Object::Node(o) => {
+                    store.nodes.push(o);
+                    store.node_revisions.push(revision);
+                }
             }
         }
         store
@@ -222,13 +263,79 @@ impl<'a> Store<'a> {
         }
     }
 
+    /// Starts recording lookups (dropping any recorded before).
+    pub(crate) fn record(&self) {
+        *self.reads.borrow_mut() = Some(Vec::new());
+    }
+
+    /// Stops recording and returns the lookups made since [`Store::record`].
+    pub(crate) fn recorded(&self) -> Vec<Read> {
+        self.reads.borrow_mut().take().unwrap_or_default()
+    }
+
+    fn note(&self, lookup: impl FnOnce() -> Lookup, found: impl Iterator<Item = Revision>) {
+        if let Some(reads) = self.reads.borrow_mut().as_mut() {
+            reads.push(Read {
+                lookup: lookup(),
+                found: found.collect(),
+            });
+        }
+    }
+
+    /// Whether every lookup of `reads` finds the same revisions here.
+    pub(crate) fn finds_the_same(&self, reads: &[Read]) -> bool {
+        reads.iter().all(|read| {
+            let found = &read.found;
+            match &read.lookup {
+                Lookup::Service(ns, name) => same(
+                    found,
+                    self.services
+                        .get(&(ns.as_str(), name.as_str()))
+                        .map(|i| i.revision),
+                ),
+                Lookup::EndpointSlices(ns, service) => same(
+                    found,
+                    self.endpoint_slices
+                        .get(&(ns.as_str(), service.as_str()))
+                        .into_iter()
+                        .flatten()
+                        .map(|i| i.revision),
+                ),
+                Lookup::Endpoints(ns, name) => same(
+                    found,
+                    self.endpoints
+                        .get(&(ns.as_str(), name.as_str()))
+                        .map(|i| i.revision),
+                ),
+                Lookup::Secret(ns, name) => same(
+                    found,
+                    self.secrets
+                        .get(&(ns.as_str(), name.as_str()))
+                        .map(|i| i.revision),
+                ),
+                Lookup::ConfigMap(ns, name) => same(
+                    found,
+                    self.config_maps
+                        .get(&(ns.as_str(), name.as_str()))
+                        .map(|i| i.revision),
+                ),
+                Lookup::Nodes => same(found, self.node_revisions.iter().copied()),
+                Lookup::IngressRoute(ns, name) => {
+                    same(found, self.find_ingress_route(ns, name).map(|i| i.revision))
+                }
+            }
+        })
+    }
+
     /// A Service.
     pub fn service(&self, namespace: &str, name: &str) -> Result<Option<&'a Service>, NotWatched> {
         self.check("service", namespace, name)?;
-        Ok(self
-            .services
-            .get(&(namespace.to_string(), name.to_string()))
-            .copied())
+        let item = self.services.get(&(namespace, name));
+        self.note(
+            || Lookup::Service(namespace.to_string(), name.to_string()),
+            item.map(|i| i.revision).into_iter(),
+        );
+        Ok(item.map(|i| i.obj))
     }
 
     /// The EndpointSlices of a Service, by creation time then name.
@@ -238,11 +345,16 @@ impl<'a> Store<'a> {
         service: &str,
     ) -> Result<Vec<&'a EndpointSlice>, NotWatched> {
         self.check("endpointslices for service", namespace, service)?;
-        let mut slices: Vec<&EndpointSlice> = self
+        let items = self
             .endpoint_slices
-            .get(&(namespace.to_string(), service.to_string()))
-            .cloned()
+            .get(&(namespace, service))
+            .map(Vec::as_slice)
             .unwrap_or_default();
+        self.note(
+            || Lookup::EndpointSlices(namespace.to_string(), service.to_string()),
+            items.iter().map(|i| i.revision),
+        );
+        let mut slices: Vec<&EndpointSlice> = items.iter().map(|i| i.obj).collect();
         slices.sort_by(|a, b| {
             let ta = a.metadata.creation_timestamp.as_deref().unwrap_or("");
             let tb = b.metadata.creation_timestamp.as_deref().unwrap_or("");
@@ -254,18 +366,28 @@ impl<'a> Store<'a> {
 
     /// The legacy Endpoints object of a Service.
     pub fn endpoints(&self, namespace: &str, name: &str) -> Option<&'a Endpoints> {
-        self.endpoints
-            .get(&(namespace.to_string(), name.to_string()))
-            .copied()
+        let item = self.endpoints.get(&(namespace, name));
+        self.note(
+            || Lookup::Endpoints(namespace.to_string(), name.to_string()),
+            item.map(|i| i.revision).into_iter(),
+        );
+        item.map(|i| i.obj)
     }
 
     /// A Secret.
     pub fn secret(&self, namespace: &str, name: &str) -> Result<Option<&'a Secret>, NotWatched> {
         self.check("secret", namespace, name)?;
-        Ok(self
-            .secrets
-            .get(&(namespace.to_string(), name.to_string()))
-            .copied())
+        let item = self.secrets.get(&(namespace, name));
+        self.note(
+            || Lookup::Secret(namespace.to_string(), name.to_string()),
+            item.map(|i| i.revision).into_iter(),
+        );
+        Ok(item.map(|i| i.obj))
+    }
+
+    /// The revision of a Secret, if visible.
+    pub(crate) fn secret_revision(&self, namespace: &str, name: &str) -> Option<Revision> {
+        self.secrets.get(&(namespace, name)).map(|i| i.revision)
     }
 
     /// A ConfigMap.
@@ -275,14 +397,46 @@ impl<'a> Store<'a> {
         name: &str,
     ) -> Result<Option<&'a ConfigMap>, NotWatched> {
         self.check("config map", namespace, name)?;
-        Ok(self
-            .config_maps
-            .get(&(namespace.to_string(), name.to_string()))
-            .copied())
+        let item = self.config_maps.get(&(namespace, name));
+        self.note(
+            || Lookup::ConfigMap(namespace.to_string(), name.to_string()),
+            item.map(|i| i.revision).into_iter(),
+        );
+        Ok(item.map(|i| i.obj))
     }
 
     /// All Nodes (empty when cluster-scope lookups are disabled).
     pub fn nodes(&self) -> &[&'a Node] {
+        self.note(|| Lookup::Nodes, self.node_revisions.iter().copied());
         &self.nodes
     }
+
+    /// The first visible IngressRoute with this namespace and name.
+    pub fn ingress_route(&self, namespace: &str, name: &str) -> Option<Item<'a, IngressRoute>> {
+        let item = self.find_ingress_route(namespace, name);
+        self.note(
+            || Lookup::IngressRoute(namespace.to_string(), name.to_string()),
+            item.map(|i| i.revision).into_iter(),
+        );
+        item
+    }
+
+    fn find_ingress_route(&self, namespace: &str, name: &str) -> Option<Item<'a, IngressRoute>> {
+        let index = self.route_index.get_or_init(|| {
+            let mut index = HashMap::with_capacity(self.ingress_routes.len());
+            for (i, r) in self.ingress_routes.iter().enumerate() {
+                let meta = &r.obj.metadata;
+                index.entry((meta.ns(), meta.name.as_str())).or_insert(i);
+            }
+            index
+        });
+        index
+            .get(&(namespace, name))
+            .map(|&i| self.ingress_routes[i])
+    }
+}
+
+/// Whether a lookup finds the recorded revisions again.
+fn same(recorded: &[Revision], now: impl IntoIterator<Item = Revision>) -> bool {
+    recorded.iter().copied().eq(now)
 }

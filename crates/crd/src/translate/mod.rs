@@ -4,6 +4,7 @@
 
 mod error;
 mod http;
+mod incremental;
 mod middlewares;
 mod refs;
 mod servers;
@@ -19,9 +20,10 @@ use sluice_config::Diagnostic;
 
 use crate::manifest::Manifest;
 use crate::options::CrdOptions;
-use crate::store::Store;
+use crate::store::{Store, Versioned};
 
 pub use error::{BuildError, Located, RefError};
+pub use incremental::{Reuse, TranslationCache};
 pub use refs::PROVIDER_NAME;
 pub use servers::{join_host_port, service_protocol};
 
@@ -44,14 +46,39 @@ pub fn translate(manifests: &[Manifest], options: &CrdOptions) -> Translation {
 /// [`translate`] over borrowed manifests, for callers that keep their objects elsewhere (the
 /// Kubernetes provider's stores) and must not copy them for every rebuild.
 pub fn translate_refs(manifests: &[&Manifest], options: &CrdOptions) -> Translation {
+    let objects: Vec<Versioned<'_>> = manifests
+        .iter()
+        .map(|&manifest| Versioned {
+            manifest,
+            revision: 0,
+        })
+        .collect();
+    translate_store(&objects, options, |store, http, certs, diags| {
+        http::load_ingress_routes(store, options, http, certs, diags)
+    })
+}
+
+/// Everything a translation does, with the IngressRoutes' part (their routers and services in
+/// `http`, their certificates, their diagnostics) left to `routes`, which runs once the TLS
+/// stores have loaded their certificates.
+fn translate_store(
+    objects: &[Versioned<'_>],
+    options: &CrdOptions,
+    routes: impl FnOnce(
+        &Store<'_>,
+        &mut HttpConfiguration,
+        &mut tls::Certificates,
+        &mut Vec<Diagnostic>,
+    ),
+) -> Translation {
     let mut diags = Vec::new();
-    let store = Store::new(manifests, options, &mut diags);
+    let store = Store::new(objects, options, &mut diags);
 
     let mut certs = tls::Certificates::default();
     let stores = tls::build_tls_stores(&store, &mut certs, &mut diags);
 
     let mut http = HttpConfiguration::default();
-    http::load_ingress_routes(&store, options, &mut http, &mut certs, &mut diags);
+    routes(&store, &mut http, &mut certs, &mut diags);
     let tls_options = tls::build_tls_options(&store, &mut diags);
 
     http.middlewares =

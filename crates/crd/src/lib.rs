@@ -25,5 +25,5 @@ pub mod translate;
 pub use definition::{crd_definitions, try_crd_definitions};
 pub use labels::{LabelSelector, SelectorError};
 pub use options::CrdOptions;
-pub use store::{Revision, Versioned};
-pub use translate::{translate, translate_refs, Reuse, Translation, TranslationCache};
+pub use store::{Objects, Revision, Versioned, SERVICE_NAME_LABEL};
+pub use translate::{translate, translate_refs, ObjectRef, Reuse, Translation, TranslationCache};

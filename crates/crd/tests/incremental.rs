@@ -1,15 +1,16 @@
 //! The translation cache gives exactly what a translation from scratch gives: random sequences
-//! of changes (objects added, modified, deleted, reordered, repeated) over a small universe of
-//! routes, Services, EndpointSlices, Endpoints, Secrets, Nodes, Middlewares, TraefikServices
-//! and a TLSStore, compared after every change; and it reuses what did not change.
+//! of changes (objects added, modified, deleted) over a small universe of routes in both API
+//! groups, Services, EndpointSlices, Endpoints, Secrets, Nodes, Middlewares, TraefikServices
+//! and a TLSStore, compared after every change, told what changed or not; and it reuses what
+//! did not change.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::{json, Value};
 use sluice_crd::{
-    manifest_from_json, translate_refs, CrdOptions, Manifest, Reuse, Revision, TranslationCache,
-    Versioned,
+    manifest_from_json, translate_refs, CrdOptions, Manifest, ObjectRef, Objects, Reuse, Revision,
+    TranslationCache, Versioned, SERVICE_NAME_LABEL,
 };
 
 /// xorshift64*: deterministic, no dependency.
@@ -347,21 +348,63 @@ impl Cluster {
         self.next += 1;
         self.objects.insert(id, (manifest, self.next));
     }
+
+    /// Every object in order (by kind, group, namespace, name).
+    fn sorted(&self) -> Vec<&Manifest> {
+        self.objects.values().map(|(m, _)| m).collect()
+    }
+
+    fn versioned(&self, keep: impl Fn(&Identity, &Manifest) -> bool) -> Vec<Versioned<'_>> {
+        self.objects
+            .iter()
+            .filter(|(id, (m, _))| keep(id, m))
+            .map(|(_, (manifest, revision))| Versioned {
+                manifest,
+                revision: *revision,
+            })
+            .collect()
+    }
+}
+
+impl Objects for Cluster {
+    fn list(&self, kind: &str, group: &str) -> Vec<Versioned<'_>> {
+        self.versioned(|id, _| id.0 == kind && id.1 == group)
+    }
+
+    fn get(&self, kind: &str, group: &str, namespace: &str, name: &str) -> Option<Versioned<'_>> {
+        self.versioned(|id, _| id.0 == kind && id.1 == group && id.2 == namespace && id.3 == name)
+            .into_iter()
+            .next()
+    }
+
+    fn endpoint_slices(&self, namespace: &str, service: &str) -> Vec<Versioned<'_>> {
+        self.versioned(|id, m| {
+            id.0 == "EndpointSlice"
+                && id.2 == namespace
+                && m.object
+                    .meta()
+                    .labels
+                    .get(SERVICE_NAME_LABEL)
+                    .map(String::as_str)
+                    == Some(service)
+        })
+    }
 }
 
 fn options(value: Value) -> CrdOptions {
     serde_json::from_value(value).expect("options")
 }
 
+/// Translates with the cache and from scratch, and compares.
 fn check(
     cache: &mut TranslationCache,
-    objects: &[Versioned<'_>],
+    cluster: &Cluster,
+    changed: Option<&[ObjectRef<'_>]>,
     options: &CrdOptions,
     step: usize,
-) {
-    let refs: Vec<&Manifest> = objects.iter().map(|o| o.manifest).collect();
-    let expected = translate_refs(&refs, options);
-    let got = cache.translate(objects, options);
+) -> sluice_crd::Translation {
+    let expected = translate_refs(&cluster.sorted(), options);
+    let got = cache.translate(cluster, changed, options);
     assert_eq!(
         got.config, expected.config,
         "configuration differs at step {step}"
@@ -370,6 +413,16 @@ fn check(
         got.diagnostics, expected.diagnostics,
         "diagnostics differ at step {step}"
     );
+    got
+}
+
+fn reference(id: &Identity) -> ObjectRef<'_> {
+    ObjectRef {
+        kind: id.0,
+        group: id.1,
+        namespace: &id.2,
+        name: &id.3,
+    }
 }
 
 #[test]
@@ -386,7 +439,7 @@ fn random_changes_translate_as_from_scratch() {
     let ids = identities();
     // One cache for every option set: a change of options starts it afresh.
     let mut cache = TranslationCache::new();
-    let mut reused = 0;
+    let (mut reused, mut translated) = (0, 0);
     for (seed, options) in option_sets.iter().enumerate() {
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (seed as u64 + 1));
         let mut cluster = Cluster::default();
@@ -396,43 +449,38 @@ fn random_changes_translate_as_from_scratch() {
                 cluster.put(id.clone(), m);
             }
         }
-        for step in 0..400 {
+        check(&mut cache, &cluster, None, options, 0);
+        for step in 1..500 {
             // One to three changes, then a translation.
+            let mut touched = Vec::new();
             for _ in 0..1 + rng.below(3) {
                 let id = rng.pick(&ids);
                 if rng.chance(15) {
                     cluster.objects.remove(&id);
                 } else {
                     let m = generate(&mut rng, &id);
-                    cluster.put(id, m);
+                    cluster.put(id.clone(), m);
                 }
+                touched.push(id);
             }
-            let mut objects: Vec<Versioned<'_>> = cluster
-                .objects
-                .values()
-                .map(|(manifest, revision)| Versioned {
-                    manifest,
-                    revision: *revision,
-                })
-                .collect();
-            if rng.chance(10) {
-                // Another order.
-                for i in (1..objects.len()).rev() {
-                    let j = rng.below(i + 1);
-                    objects.swap(i, j);
-                }
-            }
-            if rng.chance(10) && !objects.is_empty() {
-                // An object listed twice.
-                let o = objects[rng.below(objects.len())];
-                let at = rng.below(objects.len());
-                objects.insert(at, o);
-            }
-            check(&mut cache, &objects, options, step);
+            let changed: Vec<ObjectRef<'_>> = touched.iter().map(reference).collect();
+            // Now and then the cache is not told what changed.
+            let told = !rng.chance(10);
+            check(
+                &mut cache,
+                &cluster,
+                told.then_some(&changed[..]),
+                options,
+                step,
+            );
             reused += cache.last_reuse().reused;
+            translated += cache.last_reuse().translated;
         }
     }
-    assert!(reused > 0, "the cache never reused anything");
+    assert!(
+        reused > 10 * translated,
+        "reused {reused}, translated {translated}"
+    );
 }
 
 fn route_to(ns: &str, name: &str, service: &str) -> Manifest {
@@ -484,31 +532,28 @@ fn servers(t: &sluice_crd::Translation, route: &str) -> Vec<String> {
 
 #[test]
 fn an_endpoint_change_translates_only_the_route_reading_it() {
-    let mut objects = Vec::new();
+    let mut cluster = Cluster::default();
     for i in 0..10 {
-        objects.push(route_to("a", &format!("r{i}"), &format!("s{i}")));
-        objects.extend(service_with_slice(&format!("s{i}"), "10.0.0.1"));
+        let (route, service) = (format!("r{i}"), format!("s{i}"));
+        cluster.put(
+            ("IngressRoute", "traefik.io", "a".into(), route.clone()),
+            route_to("a", &route, &service),
+        );
+        let [svc, slice] = service_with_slice(&service, "10.0.0.1");
+        cluster.put(("Service", "", "a".into(), service.clone()), svc);
+        cluster.put(
+            (
+                "EndpointSlice",
+                "discovery.k8s.io",
+                "a".into(),
+                format!("{service}-x"),
+            ),
+            slice,
+        );
     }
-    let versioned = |objects: &[Manifest], revisions: &[Revision]| -> Vec<(Manifest, Revision)> {
-        objects
-            .iter()
-            .cloned()
-            .zip(revisions.iter().copied())
-            .collect()
-    };
-    let mut revisions: Vec<Revision> = (1..=objects.len() as u64).collect();
     let options = CrdOptions::default();
     let mut cache = TranslationCache::new();
-
-    let first = versioned(&objects, &revisions);
-    let list: Vec<Versioned<'_>> = first
-        .iter()
-        .map(|(manifest, revision)| Versioned {
-            manifest,
-            revision: *revision,
-        })
-        .collect();
-    cache.translate(&list, &options);
+    check(&mut cache, &cluster, None, &options, 0);
     assert_eq!(
         cache.last_reuse(),
         Reuse {
@@ -517,18 +562,15 @@ fn an_endpoint_change_translates_only_the_route_reading_it() {
         }
     );
 
-    // s3's slice (objects[3 * 3 + 2]) gets another address.
-    objects[11] = service_with_slice("s3", "10.0.0.9")[1].clone();
-    revisions[11] = 100;
-    let second = versioned(&objects, &revisions);
-    let list: Vec<Versioned<'_>> = second
-        .iter()
-        .map(|(manifest, revision)| Versioned {
-            manifest,
-            revision: *revision,
-        })
-        .collect();
-    let t = cache.translate(&list, &options);
+    // s3's slice gets another address.
+    let id: Identity = (
+        "EndpointSlice",
+        "discovery.k8s.io",
+        "a".into(),
+        "s3-x".into(),
+    );
+    cluster.put(id.clone(), service_with_slice("s3", "10.0.0.9")[1].clone());
+    let t = check(&mut cache, &cluster, Some(&[reference(&id)]), &options, 1);
     assert_eq!(
         cache.last_reuse(),
         Reuse {
@@ -539,8 +581,16 @@ fn an_endpoint_change_translates_only_the_route_reading_it() {
     assert_eq!(servers(&t, "r3"), ["http://10.0.0.9:8080"]);
     assert_eq!(servers(&t, "r2"), ["http://10.0.0.1:8080"]);
 
-    // Nothing changed: everything is reused.
-    cache.translate(&list, &options);
+    // Nothing changed: everything is reused, told so or not.
+    check(&mut cache, &cluster, Some(&[]), &options, 2);
+    assert_eq!(
+        cache.last_reuse(),
+        Reuse {
+            reused: 10,
+            translated: 0
+        }
+    );
+    check(&mut cache, &cluster, None, &options, 3);
     assert_eq!(
         cache.last_reuse(),
         Reuse {
@@ -554,33 +604,31 @@ fn an_endpoint_change_translates_only_the_route_reading_it() {
 fn a_route_naming_a_missing_service_is_translated_again_when_it_appears() {
     let options = CrdOptions::default();
     let mut cache = TranslationCache::new();
-    let route = route_to("a", "r", "late");
-    let without = [Versioned {
-        manifest: &route,
-        revision: 1,
-    }];
-    let t = cache.translate(&without, &options);
+    let mut cluster = Cluster::default();
+    cluster.put(
+        ("IngressRoute", "traefik.io", "a".into(), "r".into()),
+        route_to("a", "r", "late"),
+    );
+    let t = check(&mut cache, &cluster, None, &options, 0);
     assert!(t.config.http.as_ref().is_some_and(|h| h.routers.is_empty()));
     assert!(t.diagnostics[0]
         .message
         .contains("kubernetes service not found: a/late"));
 
     let [service, slice] = service_with_slice("late", "10.0.0.7");
-    let with = [
-        Versioned {
-            manifest: &route,
-            revision: 1,
-        },
-        Versioned {
-            manifest: &service,
-            revision: 2,
-        },
-        Versioned {
-            manifest: &slice,
-            revision: 3,
-        },
+    let ids: [Identity; 2] = [
+        ("Service", "", "a".into(), "late".into()),
+        (
+            "EndpointSlice",
+            "discovery.k8s.io",
+            "a".into(),
+            "late-x".into(),
+        ),
     ];
-    let t = cache.translate(&with, &options);
+    cluster.put(ids[0].clone(), service);
+    cluster.put(ids[1].clone(), slice);
+    let changed: Vec<ObjectRef<'_>> = ids.iter().map(reference).collect();
+    let t = check(&mut cache, &cluster, Some(&changed), &options, 1);
     assert_eq!(
         cache.last_reuse(),
         Reuse {
@@ -593,9 +641,9 @@ fn a_route_naming_a_missing_service_is_translated_again_when_it_appears() {
 }
 
 #[test]
-fn the_last_route_producing_a_name_wins_whatever_the_order() {
+fn the_last_route_producing_a_name_wins() {
     // Both routes produce the service `a-s0-80`: from the ClusterIP for one, from the
-    // endpoints for the other.
+    // endpoints for the other (which comes last, by name).
     let weighted = |name: &str, native: bool| {
         plain(json!({
             "apiVersion": "traefik.io/v1alpha1", "kind": "IngressRoute",
@@ -605,52 +653,61 @@ fn the_last_route_producing_a_name_wins_whatever_the_order() {
                                               {"name": "s0", "port": 80, "nativeLB": native}]}]}
         }))
     };
-    let native = weighted("native", true);
-    let endpoints = weighted("endpoints", false);
-    let mut service = service_with_slice("s0", "10.0.0.5");
-    service[0] = plain(json!({"apiVersion": "v1", "kind": "Service",
-                              "metadata": {"name": "s0", "namespace": "a"},
-                              "spec": {"clusterIP": "10.96.0.1", "ports": [{"name": "http", "port": 80}]}}));
+    let first: Identity = ("IngressRoute", "traefik.io", "a".into(), "a-native".into());
+    let last: Identity = (
+        "IngressRoute",
+        "traefik.io",
+        "a".into(),
+        "b-endpoints".into(),
+    );
+    let mut cluster = Cluster::default();
+    cluster.put(first.clone(), weighted("a-native", true));
+    cluster.put(last.clone(), weighted("b-endpoints", false));
+    let [_, slice] = service_with_slice("s0", "10.0.0.5");
+    cluster.put(
+        ("Service", "", "a".into(), "s0".into()),
+        plain(json!({"apiVersion": "v1", "kind": "Service",
+                     "metadata": {"name": "s0", "namespace": "a"},
+                     "spec": {"clusterIP": "10.96.0.1", "ports": [{"name": "http", "port": 80}]}})),
+    );
+    cluster.put(
+        (
+            "EndpointSlice",
+            "discovery.k8s.io",
+            "a".into(),
+            "s0-x".into(),
+        ),
+        slice,
+    );
     let options = CrdOptions::default();
     let mut cache = TranslationCache::new();
-    let orders: [&[usize]; 5] = [&[0, 1], &[0, 1, 0], &[1, 0], &[0, 1], &[1, 0, 1]];
-    let all = [&native, &endpoints];
-    let mut winners = Vec::new();
-    for order in orders {
-        let mut objects: Vec<Versioned<'_>> = order
-            .iter()
-            .map(|&i| Versioned {
-                manifest: all[i],
-                revision: i as u64 + 1,
-            })
-            .collect();
-        objects.push(Versioned {
-            manifest: &service[0],
-            revision: 10,
-        });
-        objects.push(Versioned {
-            manifest: &service[1],
-            revision: 11,
-        });
-        check(&mut cache, &objects, &options, winners.len());
-        let t = cache.translate(&objects, &options);
-        let lb = t
-            .config
+    let winner = |t: &sluice_crd::Translation| {
+        t.config
             .http
             .as_ref()
             .and_then(|h| h.services.get("a-s0-80"))
             .and_then(|s| s.load_balancer.as_ref())
-            .map(|lb| lb.servers[0].url.clone());
-        winners.push(lb.unwrap_or_default());
-    }
-    assert_eq!(
-        winners,
-        [
-            "http://10.0.0.5:8080",
-            "http://10.96.0.1:80",
-            "http://10.96.0.1:80",
-            "http://10.0.0.5:8080",
-            "http://10.0.0.5:8080"
-        ]
+            .map(|lb| lb.servers[0].url.clone())
+            .unwrap_or_default()
+    };
+    let t = check(&mut cache, &cluster, None, &options, 0);
+    assert_eq!(winner(&t), "http://10.0.0.5:8080");
+
+    // The last one goes: the first one's value shows; it comes back: its own again.
+    let removed = cluster.objects.remove(&last).expect("present");
+    let t = check(&mut cache, &cluster, Some(&[reference(&last)]), &options, 1);
+    assert_eq!(winner(&t), "http://10.96.0.1:80");
+    cluster.put(last.clone(), removed.0);
+    let t = check(&mut cache, &cluster, Some(&[reference(&last)]), &options, 2);
+    assert_eq!(winner(&t), "http://10.0.0.5:8080");
+    // The first one changes: the last one still wins.
+    cluster.put(first.clone(), weighted("a-native", false));
+    let t = check(
+        &mut cache,
+        &cluster,
+        Some(&[reference(&first)]),
+        &options,
+        3,
     );
+    assert_eq!(winner(&t), "http://10.0.0.5:8080");
 }

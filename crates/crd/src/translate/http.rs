@@ -35,6 +35,11 @@ pub struct RouteOutput {
 }
 
 impl RouteOutput {
+    /// Whether [`RouteOutput::report`] has anything to do.
+    pub fn reports(&self) -> bool {
+        !self.early.is_empty() || self.secret.is_some() || !self.diagnostics.is_empty()
+    }
+
     /// Reports the route's diagnostics, loading its certificate into `certs` on the way (with
     /// `load(namespace, secret)` unless already loaded), in the order of a full translation.
     pub fn report(

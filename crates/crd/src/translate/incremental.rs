@@ -1,32 +1,48 @@
-//! Translation that reuses the previous one: what each IngressRoute contributes is kept with
-//! the lookups it made in the store (Services, EndpointSlices, Endpoints, Nodes, parent
-//! IngressRoutes, ...) and the revisions they found. The next translation takes it again when
-//! the route has the same revision and every lookup finds the same revisions; a lookup that
-//! found nothing counts too, so a route naming a missing Service is translated again when the
-//! Service appears. Everything else (TLS stores and options, middlewares, TraefikServices,
-//! transports) is translated every time: few objects, cheap.
+//! Translation that reuses the previous one, over objects kept elsewhere (the Kubernetes
+//! provider's reflectors, see [`Objects`]).
 //!
-//! Routes name middlewares, TLS options, TraefikServices and transports without reading them,
-//! so changing one of those never invalidates a route.
+//! What each IngressRoute contributes is kept with the lookups its translation made in the
+//! store (Services, EndpointSlices, Endpoints, Nodes, parent IngressRoutes, ...) and the
+//! revisions they found; a lookup that found nothing counts too, so a route naming a missing
+//! Service is translated again when the Service appears. Told which objects changed since the
+//! previous translation, the cache translates again only the routes that changed and those
+//! whose lookups may find something else; not told, it checks every route's lookups.
+//! Everything else (TLS stores and options, middlewares, TraefikServices, transports) is
+//! translated every time: few objects. Routes name middlewares, TLS options, TraefikServices
+//! and transports without reading them, so changing one of those never touches a route.
 //!
 //! The routers and services of all routes are kept merged: when several routes produce the
-//! same name, the one that comes last wins, as when a full translation inserts them in turn.
-//! Only the names produced by changed, new or removed routes are settled again, so a change
-//! costs the lookups of every route plus the copy of the result, not a translation of
-//! everything.
+//! same name, the one that comes last in the objects' order wins, as when a full translation
+//! inserts them in turn. Only names produced by routes translated again are settled again, so
+//! a change costs the routes it touches plus the copy of the result.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use sluice_config::dynamic::Router;
 use sluice_config::Diagnostic;
 
+use crate::manifest::{LEGACY_TRAEFIK_GROUP, TRAEFIK_GROUP};
 use crate::options::CrdOptions;
-use crate::store::{Read, Revision, Store, Versioned};
+use crate::store::{slice_service, Item, Lookup, Objects, Read, Revision, Store};
+use crate::types::IngressRoute;
 
 use super::http::{translate_route, RouteOutput};
 use super::services::Services;
 use super::tls::{certificate_blocks, Certificates};
 use super::{translate_store, Translation};
+
+/// An object that was added, changed or removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectRef<'a> {
+    /// Its kind, as spelled in manifests.
+    pub kind: &'a str,
+    /// Its API group (`""` for the core group).
+    pub group: &'a str,
+    /// Its namespace (`""` for cluster-scoped kinds).
+    pub namespace: &'a str,
+    /// Its name.
+    pub name: &'a str,
+}
 
 /// How much of the last translation was reused.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -37,17 +53,27 @@ pub struct Reuse {
     pub translated: usize,
 }
 
-/// Keeps what the last translation computed, to translate the next set of objects without
-/// redoing what did not change. The result is always the one [`super::translate_refs`] gives
-/// for the same objects in the same order.
+/// API group, namespace and name of an IngressRoute: its place in the objects' order.
+type RouteKey = (String, String, String);
+
+/// Keeps what the last translation computed, to translate the objects again without redoing
+/// what did not change. The result is always the one [`super::translate_refs`] gives for the
+/// same objects listed in their order (by kind, API group, namespace, name).
 #[derive(Default)]
 pub struct TranslationCache {
     /// The options everything here was computed with (other options start afresh).
     options: Option<CrdOptions>,
-    /// Number of translations made, to tell what the last one saw.
-    generation: u64,
-    /// By IngressRoute revision.
-    routes: HashMap<Revision, Memo>,
+    /// Whether the memos describe the objects of the previous translation.
+    complete: bool,
+    /// By route, in the objects' order.
+    routes: BTreeMap<RouteKey, Memo>,
+    /// The routes that made each lookup.
+    readers: HashMap<Lookup, BTreeSet<RouteKey>>,
+    /// The routes that found each EndpointSlice (namespace, name), whatever Service it
+    /// belonged to then.
+    slice_readers: HashMap<(String, String), BTreeSet<RouteKey>>,
+    /// Routes with diagnostics or a certificate, reported at every translation.
+    reporting: BTreeSet<RouteKey>,
     /// Certificates loaded for routes, by namespace and Secret name.
     certificates: HashMap<(String, String), LoadedCertificate>,
     merged: Merged,
@@ -56,14 +82,10 @@ pub struct TranslationCache {
 
 /// One IngressRoute's output and how it was obtained.
 struct Memo {
+    revision: Revision,
     output: RouteOutput,
     /// The lookups the translation made.
     reads: Vec<Read>,
-    /// Index among the visible IngressRoutes (the last one, if the route came twice) in the
-    /// last translation that saw it.
-    position: usize,
-    /// Generation of the last translation that saw it.
-    seen: u64,
 }
 
 /// A Secret's certificate and key, or why they could not be read.
@@ -71,7 +93,8 @@ struct LoadedCertificate {
     /// The Secret's revision when loaded (none: absent or not visible).
     revision: Option<Revision>,
     blocks: Result<(String, String), String>,
-    seen: u64,
+    /// Used by the last translation.
+    used: bool,
 }
 
 /// Routers and services of every route, merged, with the routes producing each name.
@@ -79,8 +102,8 @@ struct LoadedCertificate {
 struct Merged {
     routers: BTreeMap<String, Router>,
     services: Services,
-    router_sources: HashMap<String, Vec<Revision>>,
-    service_sources: HashMap<String, Vec<Revision>>,
+    router_sources: HashMap<String, BTreeSet<RouteKey>>,
+    service_sources: HashMap<String, BTreeSet<RouteKey>>,
 }
 
 /// Names whose merged value must be decided again.
@@ -101,210 +124,312 @@ impl TranslationCache {
         self.reuse
     }
 
-    /// Translates `objects`, reusing what the previous translations computed for routes whose
-    /// revision and lookups are unchanged. Revisions must name contents: an object whose
-    /// content changed must come with a revision not used before for another content.
-    pub fn translate(&mut self, objects: &[Versioned<'_>], options: &CrdOptions) -> Translation {
+    /// Translates `objects`. `changed` lists every object added, changed or removed since the
+    /// previous call (revisions must name contents: an object whose content changed comes with
+    /// a revision not used before); `None` when unknown, and every route's lookups are then
+    /// checked.
+    pub fn translate(
+        &mut self,
+        objects: &dyn Objects,
+        changed: Option<&[ObjectRef<'_>]>,
+        options: &CrdOptions,
+    ) -> Translation {
         if self.options.as_ref() != Some(options) {
             *self = TranslationCache {
                 options: Some(options.clone()),
                 ..TranslationCache::default()
             };
         }
-        self.generation += 1;
+        let changed = changed.filter(|_| self.complete);
+        let mut diags = Vec::new();
+        let store = Store::over(objects, options, &mut diags);
         let mut reuse = Reuse::default();
-        let translation = translate_store(objects, options, |store, http, certs, diags| {
-            reuse = self.update_routes(store, options);
+        let translation = translate_store(store, diags, options, |store, http, certs, diags| {
+            let mut unsettled = Unsettled::default();
+            reuse = match changed {
+                Some(changed) => {
+                    self.apply_changes(objects, store, options, changed, &mut unsettled)
+                }
+                None => self.check_every_route(store, options, &mut unsettled),
+            };
+            self.merged.settle(unsettled, &self.routes);
             http.routers = self.merged.routers.clone();
             http.services = self.merged.services.clone();
             self.report_routes(store, certs, diags);
         });
+        self.complete = true;
         self.reuse = reuse;
         translation
     }
 
-    /// Brings the memos and the merged routers and services up to date with `store`.
-    fn update_routes(&mut self, store: &Store<'_>, options: &CrdOptions) -> Reuse {
-        let generation = self.generation;
+    /// Takes again every route whose revision and lookups are unchanged, translates the others.
+    fn check_every_route(
+        &mut self,
+        store: &Store<'_>,
+        options: &CrdOptions,
+        unsettled: &mut Unsettled,
+    ) -> Reuse {
         let mut reuse = Reuse::default();
-        let mut unsettled = Unsettled::default();
-        // Reused routes must keep their relative order for the merged values of names they
-        // share to stay right; otherwise every shared name is settled again.
-        let mut reordered = false;
-        let mut last_kept: Option<usize> = None;
-        for (position, item) in store.ingress_routes.iter().enumerate() {
-            let revision = item.revision;
-            if let Some(memo) = self.routes.get_mut(&revision) {
-                if memo.seen == generation {
-                    // The same object again: it counts where it comes last.
-                    memo.position = position;
-                    reordered = true;
-                    continue;
-                }
-                if store.finds_the_same(&memo.reads) {
-                    reordered |= last_kept.is_some_and(|last| memo.position <= last);
-                    last_kept = Some(memo.position);
-                    memo.position = position;
-                    memo.seen = generation;
-                    reuse.reused += 1;
-                    continue;
-                }
+        let mut visible = HashSet::new();
+        for item in store.ingress_routes_in_order() {
+            let key = route_key(&item);
+            if self.is_current(&key, &item, store) {
+                reuse.reused += 1;
+            } else {
+                self.translate_route(key.clone(), Some(item), store, options, unsettled);
+                reuse.translated += 1;
             }
-            if let Some(stale) = self.routes.remove(&revision) {
-                self.merged
-                    .withdraw(revision, &stale.output, &mut unsettled);
-            }
-            store.record();
-            let output = translate_route(store, options, item);
-            let reads = store.recorded();
-            self.merged.contribute(revision, &output, &mut unsettled);
-            self.routes.insert(
-                revision,
-                Memo {
-                    output,
-                    reads,
-                    position,
-                    seen: generation,
-                },
-            );
-            reuse.translated += 1;
+            visible.insert(key);
         }
-
-        let gone: Vec<Revision> = self
+        let gone: Vec<RouteKey> = self
             .routes
-            .iter()
-            .filter(|(_, memo)| memo.seen != generation)
-            .map(|(&revision, _)| revision)
+            .keys()
+            .filter(|key| !visible.contains(*key))
+            .cloned()
             .collect();
-        for revision in gone {
-            if let Some(memo) = self.routes.remove(&revision) {
-                self.merged.withdraw(revision, &memo.output, &mut unsettled);
-            }
+        for key in gone {
+            self.translate_route(key, None, store, options, unsettled);
         }
-
-        if reordered {
-            let shared = |sources: &HashMap<String, Vec<Revision>>| -> Vec<String> {
-                sources
-                    .iter()
-                    .filter(|(_, routes)| routes.len() > 1)
-                    .map(|(name, _)| name.clone())
-                    .collect()
-            };
-            unsettled
-                .routers
-                .extend(shared(&self.merged.router_sources));
-            unsettled
-                .services
-                .extend(shared(&self.merged.service_sources));
-        }
-        self.merged.settle(unsettled, &self.routes);
         reuse
     }
 
-    /// Reports every route's diagnostics and certificate, in order; certificates are loaded
-    /// again only when their Secret changed.
+    /// Translates again the routes `changed` may touch.
+    fn apply_changes(
+        &mut self,
+        objects: &dyn Objects,
+        store: &Store<'_>,
+        options: &CrdOptions,
+        changed: &[ObjectRef<'_>],
+        unsettled: &mut Unsettled,
+    ) -> Reuse {
+        let mut touched: BTreeSet<RouteKey> = BTreeSet::new();
+        let mut lookups = Vec::new();
+        for object in changed {
+            let (ns, name) = (object.namespace.to_string(), object.name.to_string());
+            match object.kind {
+                "IngressRoute" => {
+                    lookups.push(Lookup::IngressRoute(ns.clone(), name.clone()));
+                    // Either group's object decides whether the other is visible.
+                    for group in [LEGACY_TRAEFIK_GROUP, TRAEFIK_GROUP] {
+                        touched.insert((group.to_string(), ns.clone(), name.clone()));
+                    }
+                }
+                "Service" => lookups.push(Lookup::Service(ns, name)),
+                "Endpoints" => lookups.push(Lookup::Endpoints(ns, name)),
+                "Secret" => lookups.push(Lookup::Secret(ns, name)),
+                "ConfigMap" => lookups.push(Lookup::ConfigMap(ns, name)),
+                "Node" => lookups.push(Lookup::Nodes),
+                "EndpointSlice" => {
+                    // Routes that found it, and those looking for its Service now.
+                    let service = objects
+                        .get(object.kind, object.group, &ns, &name)
+                        .and_then(|v| slice_service(v.manifest).map(str::to_string));
+                    if let Some(service) = service {
+                        lookups.push(Lookup::EndpointSlices(ns.clone(), service));
+                    }
+                    if let Some(routes) = self.slice_readers.get(&(ns, name)) {
+                        touched.extend(routes.iter().cloned());
+                    }
+                }
+                // Read by nothing kept here.
+                _ => {}
+            }
+        }
+        for lookup in lookups {
+            if let Some(routes) = self.readers.get(&lookup) {
+                touched.extend(routes.iter().cloned());
+            }
+        }
+
+        let mut translated = 0;
+        for key in touched {
+            let item = store.visible_ingress_route(&key.0, &key.1, &key.2);
+            if let Some(item) = item {
+                if self.is_current(&key, &item, store) {
+                    continue;
+                }
+            } else if !self.routes.contains_key(&key) {
+                continue;
+            }
+            translated += usize::from(item.is_some());
+            self.translate_route(key, item, store, options, unsettled);
+        }
+        Reuse {
+            reused: self.routes.len() - translated,
+            translated,
+        }
+    }
+
+    /// Whether the memo of `key` is the output `item` would give now.
+    fn is_current(&self, key: &RouteKey, item: &Item<'_, IngressRoute>, store: &Store<'_>) -> bool {
+        self.routes
+            .get(key)
+            .is_some_and(|memo| memo.revision == item.revision && store.finds_the_same(&memo.reads))
+    }
+
+    /// Forgets the route's output, and translates `item` in its place if it is there.
+    fn translate_route(
+        &mut self,
+        key: RouteKey,
+        item: Option<Item<'_, IngressRoute>>,
+        store: &Store<'_>,
+        options: &CrdOptions,
+        unsettled: &mut Unsettled,
+    ) {
+        if let Some(memo) = self.routes.remove(&key) {
+            self.merged.withdraw(&key, &memo.output, unsettled);
+            for read in &memo.reads {
+                unlink(&mut self.readers, &read.lookup, &key);
+                if let Lookup::EndpointSlices(ns, _) = &read.lookup {
+                    for slice in &read.slices {
+                        unlink(&mut self.slice_readers, &(ns.clone(), slice.clone()), &key);
+                    }
+                }
+            }
+            self.reporting.remove(&key);
+        }
+        let Some(item) = item else {
+            return;
+        };
+        store.record();
+        let output = translate_route(store, options, &item);
+        let reads = store.recorded();
+        self.merged.contribute(&key, &output, unsettled);
+        for read in &reads {
+            link(&mut self.readers, read.lookup.clone(), &key);
+            if let Lookup::EndpointSlices(ns, _) = &read.lookup {
+                for slice in &read.slices {
+                    link(&mut self.slice_readers, (ns.clone(), slice.clone()), &key);
+                }
+            }
+        }
+        if output.reports() {
+            self.reporting.insert(key.clone());
+        }
+        self.routes.insert(
+            key,
+            Memo {
+                revision: item.revision,
+                output,
+                reads,
+            },
+        );
+    }
+
+    /// Reports the diagnostics and certificates of the routes that have some, in order;
+    /// certificates are loaded again only when their Secret changed.
     fn report_routes(
         &mut self,
         store: &Store<'_>,
         certs: &mut Certificates,
         diags: &mut Vec<Diagnostic>,
     ) {
-        let generation = self.generation;
         let loaded = &mut self.certificates;
-        for item in &store.ingress_routes {
-            let Some(memo) = self.routes.get(&item.revision) else {
+        for certificate in loaded.values_mut() {
+            certificate.used = false;
+        }
+        for key in &self.reporting {
+            let (Some(memo), Some(item)) = (
+                self.routes.get(key),
+                store.visible_ingress_route(&key.0, &key.1, &key.2),
+            ) else {
                 continue;
             };
-            memo.output.report(item, certs, diags, |ns, secret| {
+            memo.output.report(&item, certs, diags, |ns, secret| {
                 let revision = store.secret_revision(ns, secret);
                 let entry = loaded
                     .entry((ns.to_string(), secret.to_string()))
                     .or_insert_with(|| LoadedCertificate {
                         revision,
                         blocks: certificate_blocks(store, ns, secret),
-                        seen: generation,
+                        used: true,
                     });
                 if entry.revision != revision {
                     entry.revision = revision;
                     entry.blocks = certificate_blocks(store, ns, secret);
                 }
-                entry.seen = generation;
+                entry.used = true;
                 entry.blocks.clone()
             });
         }
-        loaded.retain(|_, certificate| certificate.seen == generation);
+        loaded.retain(|_, certificate| certificate.used);
+    }
+}
+
+fn route_key(item: &Item<'_, IngressRoute>) -> RouteKey {
+    let meta = &item.obj.metadata;
+    (
+        item.manifest.api_group.clone(),
+        meta.ns().to_string(),
+        meta.name.clone(),
+    )
+}
+
+fn link<K: std::hash::Hash + Eq>(
+    index: &mut HashMap<K, BTreeSet<RouteKey>>,
+    what: K,
+    route: &RouteKey,
+) {
+    index.entry(what).or_default().insert(route.clone());
+}
+
+fn unlink<K: std::hash::Hash + Eq>(
+    index: &mut HashMap<K, BTreeSet<RouteKey>>,
+    what: &K,
+    route: &RouteKey,
+) {
+    if let Some(routes) = index.get_mut(what) {
+        routes.remove(route);
+        if routes.is_empty() {
+            index.remove(what);
+        }
     }
 }
 
 impl Merged {
     /// Adds the names a route produces.
-    fn contribute(&mut self, revision: Revision, output: &RouteOutput, unsettled: &mut Unsettled) {
+    fn contribute(&mut self, route: &RouteKey, output: &RouteOutput, unsettled: &mut Unsettled) {
         for name in output.routers.keys() {
-            add_source(&mut self.router_sources, name, revision);
+            link(&mut self.router_sources, name.clone(), route);
             unsettled.routers.insert(name.clone());
         }
         for name in output.services.keys() {
-            add_source(&mut self.service_sources, name, revision);
+            link(&mut self.service_sources, name.clone(), route);
             unsettled.services.insert(name.clone());
         }
     }
 
     /// Removes the names a route produced.
-    fn withdraw(&mut self, revision: Revision, output: &RouteOutput, unsettled: &mut Unsettled) {
+    fn withdraw(&mut self, route: &RouteKey, output: &RouteOutput, unsettled: &mut Unsettled) {
         for name in output.routers.keys() {
-            remove_source(&mut self.router_sources, name, revision);
+            unlink(&mut self.router_sources, name, route);
             unsettled.routers.insert(name.clone());
         }
         for name in output.services.keys() {
-            remove_source(&mut self.service_sources, name, revision);
+            unlink(&mut self.service_sources, name, route);
             unsettled.services.insert(name.clone());
         }
     }
 
     /// Decides the value of each unsettled name: the one of the last route producing it.
-    fn settle(&mut self, unsettled: Unsettled, routes: &HashMap<Revision, Memo>) {
+    fn settle(&mut self, unsettled: Unsettled, routes: &BTreeMap<RouteKey, Memo>) {
         for name in unsettled.routers {
-            let value = last_source(&self.router_sources, &name, routes)
+            let value = self
+                .router_sources
+                .get(&name)
+                .and_then(|sources| routes.get(sources.last()?))
                 .and_then(|memo| memo.output.routers.get(&name));
             put(&mut self.routers, name, value);
         }
         for name in unsettled.services {
-            let value = last_source(&self.service_sources, &name, routes)
+            let value = self
+                .service_sources
+                .get(&name)
+                .and_then(|sources| routes.get(sources.last()?))
                 .and_then(|memo| memo.output.services.get(&name));
             put(&mut self.services, name, value);
         }
     }
-}
-
-fn add_source(sources: &mut HashMap<String, Vec<Revision>>, name: &str, revision: Revision) {
-    match sources.get_mut(name) {
-        Some(routes) => routes.push(revision),
-        None => {
-            sources.insert(name.to_string(), vec![revision]);
-        }
-    }
-}
-
-fn remove_source(sources: &mut HashMap<String, Vec<Revision>>, name: &str, revision: Revision) {
-    if let Some(routes) = sources.get_mut(name) {
-        routes.retain(|&r| r != revision);
-        if routes.is_empty() {
-            sources.remove(name);
-        }
-    }
-}
-
-/// The memo of the route that comes last among those producing `name`.
-fn last_source<'m>(
-    sources: &HashMap<String, Vec<Revision>>,
-    name: &str,
-    routes: &'m HashMap<Revision, Memo>,
-) -> Option<&'m Memo> {
-    sources
-        .get(name)?
-        .iter()
-        .filter_map(|revision| routes.get(revision))
-        .max_by_key(|memo| memo.position)
 }
 
 fn put<V: Clone>(map: &mut BTreeMap<String, V>, name: String, value: Option<&V>) {

@@ -23,7 +23,7 @@ use crate::options::CrdOptions;
 use crate::store::{Store, Versioned};
 
 pub use error::{BuildError, Located, RefError};
-pub use incremental::{Reuse, TranslationCache};
+pub use incremental::{ObjectRef, Reuse, TranslationCache};
 pub use refs::PROVIDER_NAME;
 pub use servers::{join_host_port, service_protocol};
 
@@ -53,7 +53,9 @@ pub fn translate_refs(manifests: &[&Manifest], options: &CrdOptions) -> Translat
             revision: 0,
         })
         .collect();
-    translate_store(&objects, options, |store, http, certs, diags| {
+    let mut diags = Vec::new();
+    let store = Store::new(&objects, options, &mut diags);
+    translate_store(store, diags, options, |store, http, certs, diags| {
         http::load_ingress_routes(store, options, http, certs, diags)
     })
 }
@@ -62,7 +64,8 @@ pub fn translate_refs(manifests: &[&Manifest], options: &CrdOptions) -> Translat
 /// `http`, their certificates, their diagnostics) left to `routes`, which runs once the TLS
 /// stores have loaded their certificates.
 fn translate_store(
-    objects: &[Versioned<'_>],
+    store: Store<'_>,
+    mut diags: Vec<Diagnostic>,
     options: &CrdOptions,
     routes: impl FnOnce(
         &Store<'_>,
@@ -71,9 +74,6 @@ fn translate_store(
         &mut Vec<Diagnostic>,
     ),
 ) -> Translation {
-    let mut diags = Vec::new();
-    let store = Store::new(objects, options, &mut diags);
-
     let mut certs = tls::Certificates::default();
     let stores = tls::build_tls_stores(&store, &mut certs, &mut diags);
 

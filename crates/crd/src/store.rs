@@ -131,7 +131,7 @@ type Key<'a> = (&'a str, &'a str);
 /// Where lookups by name go.
 enum Index<'a> {
     /// Maps built from a list of manifests.
-    Built(Built<'a>),
+    Built(Box<Built<'a>>),
     /// Objects kept elsewhere.
     Over(&'a dyn Objects),
 }
@@ -186,7 +186,7 @@ impl Default for Store<'_> {
             tls_stores: Vec::new(),
             servers_transports: Vec::new(),
             servers_transport_tcps: Vec::new(),
-            index: Index::Built(Built::default()),
+            index: Index::Built(Box::default()),
             watched: Vec::new(),
             selector: LabelSelector::default(),
             nodes_hidden: false,
@@ -203,7 +203,7 @@ impl<'a> Store<'a> {
         options: &CrdOptions,
         diagnostics: &mut Vec<Diagnostic>,
     ) -> Self {
-        let Some(mut store) = Store::empty(Index::Built(Built::default()), options, diagnostics)
+        let Some(mut store) = Store::empty(Index::Built(Box::default()), options, diagnostics)
         else {
             return Store::default();
         };
@@ -287,7 +287,7 @@ impl<'a> Store<'a> {
                 _ => store.add_traefik_object(object),
             }
         }
-        store.index = Index::Built(built);
+        store.index = Index::Built(Box::new(built));
         store
     }
 

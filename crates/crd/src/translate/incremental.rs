@@ -17,6 +17,7 @@
 //! a change costs the routes it touches plus the copy of the result.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use sluice_config::dynamic::Router;
 use sluice_config::Diagnostic;
@@ -56,6 +57,9 @@ pub struct Reuse {
 /// API group, namespace and name of an IngressRoute: its place in the objects' order.
 type RouteKey = (String, String, String);
 
+/// A route's key, shared by every index naming the route.
+type Route = Arc<RouteKey>;
+
 /// Keeps what the last translation computed, to translate the objects again without redoing
 /// what did not change. The result is always the one [`super::translate_refs`] gives for the
 /// same objects listed in their order (by kind, API group, namespace, name).
@@ -65,15 +69,14 @@ pub struct TranslationCache {
     options: Option<CrdOptions>,
     /// Whether the memos describe the objects of the previous translation.
     complete: bool,
-    /// By route, in the objects' order.
-    routes: BTreeMap<RouteKey, Memo>,
+    routes: HashMap<Route, Memo>,
     /// The routes that made each lookup.
-    readers: HashMap<Lookup, BTreeSet<RouteKey>>,
+    readers: HashMap<Lookup, Vec<Route>>,
     /// The routes that found each EndpointSlice (namespace, name), whatever Service it
     /// belonged to then.
-    slice_readers: HashMap<(String, String), BTreeSet<RouteKey>>,
-    /// Routes with diagnostics or a certificate, reported at every translation.
-    reporting: BTreeSet<RouteKey>,
+    slice_readers: HashMap<(String, String), Vec<Route>>,
+    /// Routes with diagnostics or a certificate, reported at every translation, in order.
+    reporting: BTreeSet<Route>,
     /// Certificates loaded for routes, by namespace and Secret name.
     certificates: HashMap<(String, String), LoadedCertificate>,
     merged: Merged,
@@ -102,15 +105,15 @@ struct LoadedCertificate {
 struct Merged {
     routers: BTreeMap<String, Router>,
     services: Services,
-    router_sources: HashMap<String, BTreeSet<RouteKey>>,
-    service_sources: HashMap<String, BTreeSet<RouteKey>>,
+    router_sources: HashMap<String, Vec<Route>>,
+    service_sources: HashMap<String, Vec<Route>>,
 }
 
-/// Names whose merged value must be decided again.
+/// Names whose merged value must be decided again (repeats allowed).
 #[derive(Default)]
 struct Unsettled {
-    routers: HashSet<String>,
-    services: HashSet<String>,
+    routers: Vec<String>,
+    services: Vec<String>,
 }
 
 impl TranslationCache {
@@ -172,7 +175,7 @@ impl TranslationCache {
         let mut reuse = Reuse::default();
         let mut visible = HashSet::new();
         for item in store.ingress_routes_in_order() {
-            let key = route_key(&item);
+            let key = Arc::new(route_key(&item));
             if self.is_current(&key, &item, store) {
                 reuse.reused += 1;
             } else {
@@ -181,7 +184,7 @@ impl TranslationCache {
             }
             visible.insert(key);
         }
-        let gone: Vec<RouteKey> = self
+        let gone: Vec<Route> = self
             .routes
             .keys()
             .filter(|key| !visible.contains(*key))
@@ -202,7 +205,7 @@ impl TranslationCache {
         changed: &[ObjectRef<'_>],
         unsettled: &mut Unsettled,
     ) -> Reuse {
-        let mut touched: BTreeSet<RouteKey> = BTreeSet::new();
+        let mut touched: HashSet<Route> = HashSet::new();
         let mut lookups = Vec::new();
         for object in changed {
             let (ns, name) = (object.namespace.to_string(), object.name.to_string());
@@ -211,7 +214,7 @@ impl TranslationCache {
                     lookups.push(Lookup::IngressRoute(ns.clone(), name.clone()));
                     // Either group's object decides whether the other is visible.
                     for group in [LEGACY_TRAEFIK_GROUP, TRAEFIK_GROUP] {
-                        touched.insert((group.to_string(), ns.clone(), name.clone()));
+                        touched.insert(Arc::new((group.to_string(), ns.clone(), name.clone())));
                     }
                 }
                 "Service" => lookups.push(Lookup::Service(ns, name)),
@@ -261,7 +264,7 @@ impl TranslationCache {
     }
 
     /// Whether the memo of `key` is the output `item` would give now.
-    fn is_current(&self, key: &RouteKey, item: &Item<'_, IngressRoute>, store: &Store<'_>) -> bool {
+    fn is_current(&self, key: &Route, item: &Item<'_, IngressRoute>, store: &Store<'_>) -> bool {
         self.routes
             .get(key)
             .is_some_and(|memo| memo.revision == item.revision && store.finds_the_same(&memo.reads))
@@ -270,7 +273,7 @@ impl TranslationCache {
     /// Forgets the route's output, and translates `item` in its place if it is there.
     fn translate_route(
         &mut self,
-        key: RouteKey,
+        key: Route,
         item: Option<Item<'_, IngressRoute>>,
         store: &Store<'_>,
         options: &CrdOptions,
@@ -365,21 +368,22 @@ fn route_key(item: &Item<'_, IngressRoute>) -> RouteKey {
     )
 }
 
-fn link<K: std::hash::Hash + Eq>(
-    index: &mut HashMap<K, BTreeSet<RouteKey>>,
-    what: K,
-    route: &RouteKey,
-) {
-    index.entry(what).or_default().insert(route.clone());
+fn link<K: std::hash::Hash + Eq>(index: &mut HashMap<K, Vec<Route>>, what: K, route: &Route) {
+    let routes = index.entry(what).or_default();
+    if !routes.contains(route) {
+        routes.push(route.clone());
+    }
 }
 
-fn unlink<K: std::hash::Hash + Eq>(
-    index: &mut HashMap<K, BTreeSet<RouteKey>>,
+fn unlink<K: std::hash::Hash + Eq + ?Sized, Q>(
+    index: &mut HashMap<Q, Vec<Route>>,
     what: &K,
-    route: &RouteKey,
-) {
+    route: &Route,
+) where
+    Q: std::hash::Hash + Eq + std::borrow::Borrow<K>,
+{
     if let Some(routes) = index.get_mut(what) {
-        routes.remove(route);
+        routes.retain(|r| r != route);
         if routes.is_empty() {
             index.remove(what);
         }
@@ -388,48 +392,66 @@ fn unlink<K: std::hash::Hash + Eq>(
 
 impl Merged {
     /// Adds the names a route produces.
-    fn contribute(&mut self, route: &RouteKey, output: &RouteOutput, unsettled: &mut Unsettled) {
+    fn contribute(&mut self, route: &Route, output: &RouteOutput, unsettled: &mut Unsettled) {
         for name in output.routers.keys() {
             link(&mut self.router_sources, name.clone(), route);
-            unsettled.routers.insert(name.clone());
+            unsettled.routers.push(name.clone());
         }
         for name in output.services.keys() {
             link(&mut self.service_sources, name.clone(), route);
-            unsettled.services.insert(name.clone());
+            unsettled.services.push(name.clone());
         }
     }
 
     /// Removes the names a route produced.
-    fn withdraw(&mut self, route: &RouteKey, output: &RouteOutput, unsettled: &mut Unsettled) {
+    fn withdraw(&mut self, route: &Route, output: &RouteOutput, unsettled: &mut Unsettled) {
         for name in output.routers.keys() {
-            unlink(&mut self.router_sources, name, route);
-            unsettled.routers.insert(name.clone());
+            unlink(&mut self.router_sources, name.as_str(), route);
+            unsettled.routers.push(name.clone());
         }
         for name in output.services.keys() {
-            unlink(&mut self.service_sources, name, route);
-            unsettled.services.insert(name.clone());
+            unlink(&mut self.service_sources, name.as_str(), route);
+            unsettled.services.push(name.clone());
         }
     }
 
     /// Decides the value of each unsettled name: the one of the last route producing it.
-    fn settle(&mut self, unsettled: Unsettled, routes: &BTreeMap<RouteKey, Memo>) {
-        for name in unsettled.routers {
-            let value = self
-                .router_sources
-                .get(&name)
-                .and_then(|sources| routes.get(sources.last()?))
+    fn settle(&mut self, unsettled: Unsettled, routes: &HashMap<Route, Memo>) {
+        if self.routers.is_empty() && self.services.is_empty() {
+            // Nothing merged yet (the first translation): every route in turn, the later
+            // replacing the earlier.
+            let mut ordered: Vec<(&Route, &Memo)> = routes.iter().collect();
+            ordered.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            for (_, memo) in ordered {
+                for (name, router) in &memo.output.routers {
+                    self.routers.insert(name.clone(), router.clone());
+                }
+                for (name, service) in &memo.output.services {
+                    self.services.insert(name.clone(), service.clone());
+                }
+            }
+            return;
+        }
+        let last =
+            |sources: Option<&Vec<Route>>| -> Option<&Memo> { routes.get(sources?.iter().max()?) };
+        for name in sorted(unsettled.routers) {
+            let value = last(self.router_sources.get(&name))
                 .and_then(|memo| memo.output.routers.get(&name));
             put(&mut self.routers, name, value);
         }
-        for name in unsettled.services {
-            let value = self
-                .service_sources
-                .get(&name)
-                .and_then(|sources| routes.get(sources.last()?))
+        for name in sorted(unsettled.services) {
+            let value = last(self.service_sources.get(&name))
                 .and_then(|memo| memo.output.services.get(&name));
             put(&mut self.services, name, value);
         }
     }
+}
+
+/// Names once each, in order (which keeps inserting into the maps cheap).
+fn sorted(mut names: Vec<String>) -> Vec<String> {
+    names.sort_unstable();
+    names.dedup();
+    names
 }
 
 fn put<V: Clone>(map: &mut BTreeMap<String, V>, name: String, value: Option<&V>) {

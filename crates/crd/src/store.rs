@@ -753,3 +753,15 @@ pub fn slice_service(object: &Manifest) -> Option<&str> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traefik_kinds_are_listed_in_the_order_objects_sort() {
+        let mut sorted = TRAEFIK_KINDS;
+        sorted.sort_unstable();
+        assert_eq!(sorted, TRAEFIK_KINDS);
+    }
+}

@@ -236,14 +236,14 @@ fn ingress_route(rng: &mut Rng, group: &str, ns: &str, name: &str) -> Value {
     json!({"apiVersion": format!("{group}/v1alpha1"), "kind": "IngressRoute", "metadata": m, "spec": spec})
 }
 
-fn middleware(rng: &mut Rng, ns: &str, name: &str) -> Value {
+fn middleware(rng: &mut Rng, group: &str, ns: &str, name: &str) -> Value {
     let spec = rng.pick(&[
         json!({"headers": {"customRequestHeaders": {"X": "1"}}}),
         json!({"errors": {"status": ["500"], "query": "/", "service": {"name": "s0", "port": 80}}}),
         json!({"errors": {"status": ["502"], "query": "/", "service": {"name": "s1", "port": 80}}}),
         json!({"chain": {"middlewares": [{"name": "m0"}]}}),
     ]);
-    json!({"apiVersion": "traefik.io/v1alpha1", "kind": "Middleware", "metadata": meta(rng, ns, name), "spec": spec})
+    json!({"apiVersion": format!("{group}/v1alpha1"), "kind": "Middleware", "metadata": meta(rng, ns, name), "spec": spec})
 }
 
 fn traefik_service(rng: &mut Rng, ns: &str, name: &str) -> Value {
@@ -293,6 +293,12 @@ fn identities() -> Vec<Identity> {
         for m in ["m0", "m1"] {
             ids.push(("Middleware", "traefik.io", ns.to_string(), m.to_string()));
         }
+        ids.push((
+            "Middleware",
+            "traefik.containo.us",
+            ns.to_string(),
+            "m0".to_string(),
+        ));
         for t in ["t0", "t1"] {
             ids.push((
                 "TraefikService",
@@ -319,7 +325,7 @@ fn generate(rng: &mut Rng, id: &Identity) -> Manifest {
         "Endpoints" => endpoints(rng, ns, name),
         "EndpointSlice" => endpoint_slice(rng, ns, name),
         "IngressRoute" => ingress_route(rng, group, ns, name),
-        "Middleware" => middleware(rng, ns, name),
+        "Middleware" => middleware(rng, group, ns, name),
         "TraefikService" => traefik_service(rng, ns, name),
         "Secret" => secret(rng, ns, name),
         "Node" => node(rng, name),

@@ -9,8 +9,8 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 use sluice_crd::{
-    manifest_from_json, translate_refs, CrdOptions, Manifest, ObjectRef, Objects, Reuse, Revision,
-    TranslationCache, Versioned, SERVICE_NAME_LABEL,
+    manifest_from_json, translate_refs, CachedTranslation, CrdOptions, Manifest, ObjectRef,
+    Objects, Revision, TranslationCache, Versioned, SERVICE_NAME_LABEL,
 };
 
 /// xorshift64*: deterministic, no dependency.
@@ -408,11 +408,11 @@ fn check(
     changed: Option<&[ObjectRef<'_>]>,
     options: &CrdOptions,
     step: usize,
-) -> sluice_crd::Translation {
+) -> CachedTranslation {
     let expected = translate_refs(&cluster.sorted(), options);
     let got = cache.translate(cluster, changed, options);
     assert_eq!(
-        got.config, expected.config,
+        *got.config, expected.config,
         "configuration differs at step {step}"
     );
     assert_eq!(
@@ -446,6 +446,7 @@ fn random_changes_translate_as_from_scratch() {
     // One cache for every option set: a change of options starts it afresh.
     let mut cache = TranslationCache::new();
     let (mut reused, mut translated) = (0, 0);
+    let (mut copied, mut updated) = (0, 0);
     for (seed, options) in option_sets.iter().enumerate() {
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (seed as u64 + 1));
         let mut cluster = Cluster::default();
@@ -455,7 +456,10 @@ fn random_changes_translate_as_from_scratch() {
                 cluster.put(id.clone(), m);
             }
         }
-        check(&mut cache, &cluster, None, options, 0);
+        let mut last = check(&mut cache, &cluster, None, options, 0);
+        // Configurations held elsewhere, as the provider's channel and its readers hold them.
+        let mut published = last.config.clone();
+        let mut lagging = None;
         for step in 1..500 {
             // One to three changes, then a translation.
             let mut touched = Vec::new();
@@ -472,17 +476,43 @@ fn random_changes_translate_as_from_scratch() {
             let changed: Vec<ObjectRef<'_>> = touched.iter().map(reference).collect();
             // Now and then the cache is not told what changed.
             let told = !rng.chance(10);
-            check(
+            let got = check(
                 &mut cache,
                 &cluster,
                 told.then_some(&changed[..]),
                 options,
                 step,
             );
-            reused += cache.last_reuse().reused;
-            translated += cache.last_reuse().translated;
+            assert_eq!(
+                got.changed,
+                got.config != last.config,
+                "`changed` is wrong at step {step}"
+            );
+            let reuse = cache.last_reuse();
+            reused += reuse.reused;
+            translated += reuse.translated;
+            if reuse.copied {
+                copied += 1;
+            } else {
+                updated += 1;
+            }
+            // Mostly published at once; now and then a reader keeps an older one a while.
+            if rng.chance(80) {
+                published = got.config.clone();
+            }
+            if rng.chance(10) {
+                lagging = Some(published.clone());
+            } else if rng.chance(30) {
+                lagging = None;
+            }
+            last = got;
         }
+        drop((published, lagging));
     }
+    assert!(
+        copied > 0 && updated > copied,
+        "copied {copied}, updated {updated}"
+    );
     assert!(
         reused > 10 * translated,
         "reused {reused}, translated {translated}"
@@ -523,7 +553,7 @@ fn service_with_slice(name: &str, address: &str) -> [Manifest; 2] {
 }
 
 /// The server URLs behind the router of the route named `route`.
-fn servers(t: &sluice_crd::Translation, route: &str) -> Vec<String> {
+fn servers(t: &CachedTranslation, route: &str) -> Vec<String> {
     let Some(http) = t.config.http.as_ref() else {
         return Vec::new();
     };
@@ -561,11 +591,8 @@ fn an_endpoint_change_translates_only_the_route_reading_it() {
     let mut cache = TranslationCache::new();
     check(&mut cache, &cluster, None, &options, 0);
     assert_eq!(
-        cache.last_reuse(),
-        Reuse {
-            reused: 0,
-            translated: 10
-        }
+        (cache.last_reuse().reused, cache.last_reuse().translated),
+        (0, 10)
     );
 
     // s3's slice gets another address.
@@ -578,11 +605,8 @@ fn an_endpoint_change_translates_only_the_route_reading_it() {
     cluster.put(id.clone(), service_with_slice("s3", "10.0.0.9")[1].clone());
     let t = check(&mut cache, &cluster, Some(&[reference(&id)]), &options, 1);
     assert_eq!(
-        cache.last_reuse(),
-        Reuse {
-            reused: 9,
-            translated: 1
-        }
+        (cache.last_reuse().reused, cache.last_reuse().translated),
+        (9, 1)
     );
     assert_eq!(servers(&t, "r3"), ["http://10.0.0.9:8080"]);
     assert_eq!(servers(&t, "r2"), ["http://10.0.0.1:8080"]);
@@ -590,19 +614,13 @@ fn an_endpoint_change_translates_only_the_route_reading_it() {
     // Nothing changed: everything is reused, told so or not.
     check(&mut cache, &cluster, Some(&[]), &options, 2);
     assert_eq!(
-        cache.last_reuse(),
-        Reuse {
-            reused: 10,
-            translated: 0
-        }
+        (cache.last_reuse().reused, cache.last_reuse().translated),
+        (10, 0)
     );
     check(&mut cache, &cluster, None, &options, 3);
     assert_eq!(
-        cache.last_reuse(),
-        Reuse {
-            reused: 10,
-            translated: 0
-        }
+        (cache.last_reuse().reused, cache.last_reuse().translated),
+        (10, 0)
     );
 }
 
@@ -636,11 +654,8 @@ fn a_route_naming_a_missing_service_is_translated_again_when_it_appears() {
     let changed: Vec<ObjectRef<'_>> = ids.iter().map(reference).collect();
     let t = check(&mut cache, &cluster, Some(&changed), &options, 1);
     assert_eq!(
-        cache.last_reuse(),
-        Reuse {
-            reused: 0,
-            translated: 1
-        }
+        (cache.last_reuse().reused, cache.last_reuse().translated),
+        (0, 1)
     );
     assert_eq!(servers(&t, "r"), ["http://10.0.0.7:8080"]);
     assert!(t.diagnostics.is_empty(), "{:?}", t.diagnostics);
@@ -687,7 +702,7 @@ fn the_last_route_producing_a_name_wins() {
     );
     let options = CrdOptions::default();
     let mut cache = TranslationCache::new();
-    let winner = |t: &sluice_crd::Translation| {
+    let winner = |t: &CachedTranslation| {
         t.config
             .http
             .as_ref()

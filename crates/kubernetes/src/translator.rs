@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use sluice_crd::{
-    CrdOptions, ObjectRef, Objects, Reuse, Revision, Translation, TranslationCache, Versioned,
+    CachedTranslation, CrdOptions, ObjectRef, Objects, Reuse, Revision, TranslationCache, Versioned,
 };
 
 use crate::store::{latest_revision, Reflector};
@@ -28,7 +28,7 @@ impl Translator {
     /// Translates the objects of `stores`: only what changed since the previous call is
     /// translated again, unless the reflectors are not the same ones (then every route's
     /// lookups are checked).
-    pub fn translate(&mut self, stores: &[&Reflector], options: &CrdOptions) -> Translation {
+    pub fn translate(&mut self, stores: &[&Reflector], options: &CrdOptions) -> CachedTranslation {
         let latest = latest_revision();
         let mut ids: Vec<u64> = stores.iter().map(|s| s.id()).collect();
         ids.sort_unstable();
@@ -217,6 +217,7 @@ mod tests {
         let mut translator = Translator::new();
         let mut rng = Rng(0x5EED);
         let mut reused = 0;
+        let mut published: Option<watch::Snapshot> = None;
         for step in 0..400 {
             let which = rng.below(kinds.len());
             let name = format!("{}{}", prefixes[which], rng.below(3));
@@ -261,13 +262,22 @@ mod tests {
                 stores.iter().flat_map(|s| s.rejected()).cloned().collect();
             diagnostics.extend(expected.diagnostics);
             assert_eq!(
-                snapshot.config, expected.config,
+                *snapshot.config, expected.config,
                 "configuration differs at step {step}"
             );
             assert_eq!(
                 snapshot.diagnostics, diagnostics,
                 "diagnostics differ at step {step}"
             );
+            if let Some(previous) = &published {
+                assert_eq!(
+                    snapshot.changed,
+                    snapshot.config != previous.config,
+                    "`changed` is wrong at step {step}"
+                );
+            }
+            // Published, as the watch loop does: the one before is dropped.
+            published = Some(snapshot);
         }
         assert!(reused > 0);
     }

@@ -39,7 +39,10 @@ pub const DEFAULT_THROTTLE: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     /// The translated configuration, names unqualified (as `kubernetescrd` produces them).
-    pub config: Configuration,
+    /// Shared with the translator, which reuses it once every snapshot holding it is dropped.
+    pub config: Arc<Configuration>,
+    /// Whether the configuration differs from the previous build's.
+    pub changed: bool,
     /// Objects that could not be decoded and everything translation skipped.
     pub diagnostics: Vec<Diagnostic>,
     /// 1 for the first snapshot, then +1 for each published one.
@@ -271,6 +274,7 @@ pub fn build<'a>(
     diagnostics.extend(translation.diagnostics);
     Snapshot {
         config: translation.config,
+        changed: translation.changed,
         diagnostics,
         generation,
         objects: stores.iter().map(|s| s.len()).sum(),
@@ -331,10 +335,13 @@ async fn run(client: kube::Client, settings: Settings, tx: watch::Sender<Option<
                 let snapshot = watches.build(generation);
                 last_build = Some(Instant::now());
                 dirty = false;
-                let same = tx
-                    .borrow()
-                    .as_ref()
-                    .is_some_and(|previous| previous.config == snapshot.config);
+                // The translator tells a change; without one, the published configuration is
+                // compared to be sure.
+                let same = !snapshot.changed
+                    && tx
+                        .borrow()
+                        .as_ref()
+                        .is_some_and(|previous| previous.config == snapshot.config);
                 if same {
                     generation -= 1;
                     tracing::debug!("kubernetes: no change in the translated configuration");

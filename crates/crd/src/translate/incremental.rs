@@ -13,13 +13,17 @@
 //!
 //! The routers and services of all routes are kept merged: when several routes produce the
 //! same name, the one that comes last in the objects' order wins, as when a full translation
-//! inserts them in turn. Only names produced by routes translated again are settled again, so
-//! a change costs the routes it touches plus the copy of the result.
+//! inserts them in turn. Only names produced by routes translated again are settled again.
+//!
+//! Configurations are handed out shared ([`Arc`]); the cache keeps the last two, and once
+//! nobody else holds the older one (the provider has published a newer one since), it brings
+//! that one up to date, name by name, instead of copying every router and service: a change
+//! then costs what it touches, not the size of the configuration.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use sluice_config::dynamic::Router;
+use sluice_config::dynamic::{Configuration, Router};
 use sluice_config::Diagnostic;
 
 use crate::manifest::{LEGACY_TRAEFIK_GROUP, TRAEFIK_GROUP};
@@ -30,7 +34,11 @@ use crate::types::IngressRoute;
 use super::http::{translate_route, RouteOutput};
 use super::services::Services;
 use super::tls::{certificate_blocks, Certificates};
-use super::{translate_store, Translation};
+use super::translate_store;
+
+/// Translations whose settled names are remembered: the older of the two configurations kept
+/// is two translations behind when it is brought up to date.
+const HISTORY: usize = 2;
 
 /// An object that was added, changed or removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +53,18 @@ pub struct ObjectRef<'a> {
     pub name: &'a str,
 }
 
+/// What [`TranslationCache::translate`] gives.
+#[derive(Debug, Clone)]
+pub struct CachedTranslation {
+    /// The provider's configuration, with unqualified names. The cache keeps a reference, and
+    /// reuses the configuration for a later translation once every other holder dropped it.
+    pub config: Arc<Configuration>,
+    /// Everything skipped or adjusted, located in the manifests.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Whether the configuration differs from the one of the previous translation.
+    pub changed: bool,
+}
+
 /// How much of the last translation was reused.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Reuse {
@@ -52,6 +72,9 @@ pub struct Reuse {
     pub reused: usize,
     /// IngressRoutes translated (new, changed, or reading something that changed).
     pub translated: usize,
+    /// Whether all routers and services were copied, no older configuration being free to
+    /// bring up to date.
+    pub copied: bool,
 }
 
 /// API group, namespace and name of an IngressRoute: its place in the objects' order.
@@ -81,6 +104,29 @@ pub struct TranslationCache {
     certificates: HashMap<(String, String), LoadedCertificate>,
     merged: Merged,
     reuse: Reuse,
+    /// Number of translations made.
+    build: u64,
+    /// The last configurations handed out, oldest first.
+    outputs: VecDeque<Output>,
+    /// The names settled by the last translations, oldest first.
+    history: VecDeque<Settled>,
+}
+
+/// A configuration handed out.
+struct Output {
+    build: u64,
+    config: Arc<Configuration>,
+    /// Services of other objects (middlewares' error pages, TraefikServices) put over the
+    /// routes' ones.
+    replaced: Vec<String>,
+}
+
+/// Router and service names whose merged value a translation decided again.
+#[derive(Default)]
+struct Settled {
+    build: u64,
+    routers: Vec<String>,
+    services: Vec<String>,
 }
 
 /// One IngressRoute's output and how it was obtained.
@@ -136,7 +182,7 @@ impl TranslationCache {
         objects: &dyn Objects,
         changed: Option<&[ObjectRef<'_>]>,
         options: &CrdOptions,
-    ) -> Translation {
+    ) -> CachedTranslation {
         if self.options.as_ref() != Some(options) {
             *self = TranslationCache {
                 options: Some(options.clone()),
@@ -144,25 +190,118 @@ impl TranslationCache {
             };
         }
         let changed = changed.filter(|_| self.complete);
+        self.build += 1;
         let mut diags = Vec::new();
         let store = Store::over(objects, options, &mut diags);
         let mut reuse = Reuse::default();
-        let translation = translate_store(store, diags, options, |store, http, certs, diags| {
-            let mut unsettled = Unsettled::default();
-            reuse = match changed {
-                Some(changed) => {
-                    self.apply_changes(objects, store, options, changed, &mut unsettled)
+        let (translation, replaced) =
+            translate_store(store, diags, options, |store, http, certs, diags| {
+                let mut unsettled = Unsettled::default();
+                reuse = match changed {
+                    Some(changed) => {
+                        self.apply_changes(objects, store, options, changed, &mut unsettled)
+                    }
+                    None => self.check_every_route(store, options, &mut unsettled),
+                };
+                let settled = self.merged.settle(unsettled, &self.routes, self.build);
+                self.history.push_back(settled);
+                if self.history.len() > HISTORY {
+                    self.history.pop_front();
                 }
-                None => self.check_every_route(store, options, &mut unsettled),
-            };
-            self.merged.settle(unsettled, &self.routes);
-            http.routers = self.merged.routers.clone();
-            http.services = self.merged.services.clone();
-            self.report_routes(store, certs, diags);
-        });
+                (http.routers, http.services) = self.routes_configuration();
+                self.report_routes(store, certs, diags);
+            });
         self.complete = true;
-        self.reuse = reuse;
-        translation
+        self.reuse = Reuse {
+            copied: self.reuse.copied,
+            ..reuse
+        };
+
+        let config = translation.config;
+        let changed = self
+            .outputs
+            .back()
+            .is_none_or(|previous| self.differs(previous, &config, &replaced));
+        let config = Arc::new(config);
+        self.outputs.push_back(Output {
+            build: self.build,
+            config: config.clone(),
+            replaced,
+        });
+        if self.outputs.len() > 2 {
+            self.outputs.pop_front();
+        }
+        CachedTranslation {
+            config,
+            diagnostics: translation.diagnostics,
+            changed,
+        }
+    }
+
+    /// The routes' routers and services: an older configuration nobody else holds, brought up
+    /// to date, or else a copy of the merged ones.
+    fn routes_configuration(&mut self) -> (BTreeMap<String, Router>, Services) {
+        // The newest one stays, to tell what this translation changes.
+        let newest = self.outputs.len().saturating_sub(1);
+        let reusable = (0..newest).find(|&i| {
+            let output = &self.outputs[i];
+            // Names settled since must all be remembered.
+            Arc::strong_count(&output.config) == 1
+                && self
+                    .history
+                    .front()
+                    .is_some_and(|h| h.build <= output.build + 1)
+        });
+        if let Some(output) = reusable.and_then(|i| self.outputs.remove(i)) {
+            if let Ok(mut config) = Arc::try_unwrap(output.config) {
+                let http = config.http.take().unwrap_or_default();
+                let (mut routers, mut services) = (http.routers, http.services);
+                let merged = &self.merged;
+                for name in output.replaced {
+                    let value = merged.services.get(&name);
+                    put(&mut services, name, value);
+                }
+                for settled in self.history.iter().filter(|h| h.build > output.build) {
+                    for name in &settled.routers {
+                        put(&mut routers, name.clone(), merged.routers.get(name));
+                    }
+                    for name in &settled.services {
+                        put(&mut services, name.clone(), merged.services.get(name));
+                    }
+                }
+                self.reuse.copied = false;
+                return (routers, services);
+            }
+        }
+        self.reuse.copied = true;
+        (self.merged.routers.clone(), self.merged.services.clone())
+    }
+
+    /// Whether `config` differs from the `previous` configuration: among routers and services,
+    /// only the names settled by this translation and those other objects replace can.
+    fn differs(&self, previous: &Output, config: &Configuration, replaced: &[String]) -> bool {
+        let (Some(old), Some(new)) = (previous.config.http.as_ref(), config.http.as_ref()) else {
+            return previous.config.http.is_some() != config.http.is_some();
+        };
+        let settled = self.history.back();
+        let routers = settled.into_iter().flat_map(|s| &s.routers);
+        let services = settled
+            .into_iter()
+            .flat_map(|s| &s.services)
+            .chain(replaced)
+            .chain(&previous.replaced);
+        previous.config.tcp != config.tcp
+            || previous.config.udp != config.udp
+            || previous.config.tls != config.tls
+            || old.middlewares != new.middlewares
+            || old.models != new.models
+            || old.servers_transports != new.servers_transports
+            || routers
+                .into_iter()
+                .any(|name| old.routers.get(name) != new.routers.get(name))
+            || services
+                .into_iter()
+                .any(|name| old.services.get(name) != new.services.get(name))
     }
 
     /// Takes again every route whose revision and lookups are unchanged, translates the others.
@@ -260,6 +399,7 @@ impl TranslationCache {
         Reuse {
             reused: self.routes.len() - translated,
             translated,
+            ..Reuse::default()
         }
     }
 
@@ -416,7 +556,14 @@ impl Merged {
     }
 
     /// Decides the value of each unsettled name: the one of the last route producing it.
-    fn settle(&mut self, unsettled: Unsettled, routes: &HashMap<Route, Memo>) {
+    fn settle(
+        &mut self,
+        unsettled: Unsettled,
+        routes: &HashMap<Route, Memo>,
+        build: u64,
+    ) -> Settled {
+        let routers = sorted(unsettled.routers);
+        let services = sorted(unsettled.services);
         if self.routers.is_empty() && self.services.is_empty() {
             // Nothing merged yet (the first translation): every route in turn, the later
             // replacing the earlier.
@@ -430,19 +577,25 @@ impl Merged {
                     self.services.insert(name.clone(), service.clone());
                 }
             }
-            return;
+        } else {
+            let last = |sources: Option<&Vec<Route>>| -> Option<&Memo> {
+                routes.get(sources?.iter().max()?)
+            };
+            for name in &routers {
+                let value = last(self.router_sources.get(name))
+                    .and_then(|memo| memo.output.routers.get(name));
+                put(&mut self.routers, name.clone(), value);
+            }
+            for name in &services {
+                let value = last(self.service_sources.get(name))
+                    .and_then(|memo| memo.output.services.get(name));
+                put(&mut self.services, name.clone(), value);
+            }
         }
-        let last =
-            |sources: Option<&Vec<Route>>| -> Option<&Memo> { routes.get(sources?.iter().max()?) };
-        for name in sorted(unsettled.routers) {
-            let value = last(self.router_sources.get(&name))
-                .and_then(|memo| memo.output.routers.get(&name));
-            put(&mut self.routers, name, value);
-        }
-        for name in sorted(unsettled.services) {
-            let value = last(self.service_sources.get(&name))
-                .and_then(|memo| memo.output.services.get(&name));
-            put(&mut self.services, name, value);
+        Settled {
+            build,
+            routers,
+            services,
         }
     }
 }

@@ -23,7 +23,7 @@ use crate::options::CrdOptions;
 use crate::store::{Store, Versioned};
 
 pub use error::{BuildError, Located, RefError};
-pub use incremental::{ObjectRef, Reuse, TranslationCache};
+pub use incremental::{CachedTranslation, ObjectRef, Reuse, TranslationCache};
 pub use refs::PROVIDER_NAME;
 pub use servers::{join_host_port, service_protocol};
 
@@ -58,11 +58,13 @@ pub fn translate_refs(manifests: &[&Manifest], options: &CrdOptions) -> Translat
     translate_store(store, diags, options, |store, http, certs, diags| {
         http::load_ingress_routes(store, options, http, certs, diags)
     })
+    .0
 }
 
 /// Everything a translation does, with the IngressRoutes' part (their routers and services in
 /// `http`, their certificates, their diagnostics) left to `routes`, which runs once the TLS
-/// stores have loaded their certificates.
+/// stores have loaded their certificates. Also gives the names of the services the other
+/// objects (middlewares' error pages, TraefikServices) put over the routes' ones.
 fn translate_store(
     store: Store<'_>,
     mut diags: Vec<Diagnostic>,
@@ -73,7 +75,7 @@ fn translate_store(
         &mut tls::Certificates,
         &mut Vec<Diagnostic>,
     ),
-) -> Translation {
+) -> (Translation, Vec<String>) {
     let mut certs = tls::Certificates::default();
     let stores = tls::build_tls_stores(&store, &mut certs, &mut diags);
 
@@ -81,8 +83,9 @@ fn translate_store(
     routes(&store, &mut http, &mut certs, &mut diags);
     let tls_options = tls::build_tls_options(&store, &mut diags);
 
-    http.middlewares =
-        middlewares::build_middlewares(&store, options, &mut http.services, &mut diags);
+    // Services of other objects replace the routes' ones of the same name.
+    let mut others = services::Services::new();
+    http.middlewares = middlewares::build_middlewares(&store, options, &mut others, &mut diags);
     let tcp_middlewares = middlewares::build_middleware_tcps(&store);
 
     // Traefik builds TraefikServices without nativeLBByDefault and without
@@ -95,7 +98,7 @@ fn translate_store(
             disable_cluster_scope: false,
             warnings: &mut diags,
         };
-        if let Err(e) = builder.build_traefik_service(item.obj, &mut http.services) {
+        if let Err(e) = builder.build_traefik_service(item.obj, &mut others) {
             diags.push(
                 located_diag(
                     item.manifest,
@@ -106,6 +109,8 @@ fn translate_store(
             );
         }
     }
+    let replaced: Vec<String> = others.keys().cloned().collect();
+    http.services.extend(others);
     http.servers_transports = transports::build_servers_transports(&store, &mut diags);
     let tcp_transports = transports::build_servers_transport_tcps(&store, &mut diags);
 
@@ -125,7 +130,7 @@ fn translate_store(
         tls_section.insert("stores".into(), json!(stores));
     }
 
-    Translation {
+    let translation = Translation {
         config: Configuration {
             http: Some(http),
             tcp: non_empty(tcp),
@@ -133,7 +138,8 @@ fn translate_store(
             tls: (!tls_section.is_empty()).then_some(Value::Object(tls_section)),
         },
         diagnostics: diags,
-    }
+    };
+    (translation, replaced)
 }
 
 /// Drops the empty maps of a section; `None` when nothing is left.

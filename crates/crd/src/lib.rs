@@ -25,4 +25,7 @@ pub mod translate;
 pub use definition::{crd_definitions, try_crd_definitions};
 pub use labels::{LabelSelector, SelectorError};
 pub use options::CrdOptions;
-pub use translate::{translate, translate_refs, Translation};
+pub use store::{Objects, Revision, Versioned, SERVICE_NAME_LABEL};
+pub use translate::{
+    translate, translate_refs, CachedTranslation, ObjectRef, Reuse, Translation, TranslationCache,
+};

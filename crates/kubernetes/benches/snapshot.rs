@@ -2,22 +2,30 @@
 //!
 //! * scale: 10,000 IngressRoutes + 10,000 Services + 10,000 EndpointSlices fed through the
 //!   reflector stores (the watcher's path minus HTTP): resident memory they add, time to build
-//!   one snapshot from them, and the cost of one incremental change (store update + rebuild);
+//!   a full snapshot from them (nothing to reuse), and the cost of one EndpointSlice change and
+//!   of one IngressRoute change (store update + incremental rebuild with the translator the
+//!   provider keeps, the previous snapshot published meanwhile), and what copying the
+//!   configuration would add;
 //! * convergence: time from a change written to the fake API server to the snapshot carrying
 //!   it, median and p99 over 100 changes, with the production watchers over HTTP.
 //!
-//! `SLUICE_BENCH_OBJECTS` changes the scale (default 10000).
+//! `SLUICE_BENCH_OBJECTS` changes the scale (default 10000). The figures are taken with the
+//! allocator the binary runs on (mimalloc, see `crates/sluice/src/main.rs`).
 
 use std::time::{Duration, Instant};
 
 use kube::core::DynamicObject;
 use kube::runtime::watcher::Event;
 use serde_json::{json, Value};
-use sluice_crd::CrdOptions;
+use sluice_crd::{CrdOptions, Reuse};
 use sluice_kubernetes::fake::FakeApi;
 use sluice_kubernetes::kinds;
 use sluice_kubernetes::store::Reflector;
 use sluice_kubernetes::watch::{self, Provider, Settings};
+use sluice_kubernetes::Translator;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn service(i: usize) -> Value {
     json!({
@@ -54,6 +62,14 @@ fn route(i: usize) -> Value {
     })
 }
 
+/// Route `i` matching another path.
+fn route_edited(i: usize, version: usize) -> Value {
+    let mut r = route(i);
+    r["spec"]["routes"][0]["match"] =
+        format!("Host(`app-{i}.example.com`) && PathPrefix(`/v{version}`)").into();
+    r
+}
+
 fn object(value: Value) -> DynamicObject {
     serde_json::from_value(value).expect("valid object")
 }
@@ -87,7 +103,7 @@ fn scale(n: usize) {
     let route_kind = kinds::find("traefik.io/v1alpha1", "IngressRoute").expect("kind");
     // Objects are made one kind at a time so the figure is the stores', not the inputs'.
     let before = rss_kib();
-    let routes = fill(route_kind, (0..n).map(|i| object(route(i))));
+    let mut routes = fill(route_kind, (0..n).map(|i| object(route(i))));
     let services = fill(kinds::SERVICE, (0..n).map(|i| object(service(i))));
     let mut slices = fill(kinds::ENDPOINT_SLICE, (0..n).map(|i| object(slice(i, 1))));
     let after = rss_kib();
@@ -101,17 +117,23 @@ fn scale(n: usize) {
     let mut builds = Vec::new();
     let mut routers = 0;
     for generation in 0..5 {
-        let snapshot = watch::build([&routes, &services, &slices], &options, generation);
+        // A new translator: everything is translated, as for the first snapshot.
+        let mut translator = Translator::new();
+        let snapshot = watch::build(
+            &mut translator,
+            [&routes, &services, &slices],
+            &options,
+            generation,
+        );
         routers = snapshot.config.http.as_ref().map_or(0, |h| h.routers.len());
         builds.push(snapshot.build_time);
     }
+    let full = median(&mut builds);
     println!(
-        "scale: one snapshot ({routers} routers) built in {:?} (median of 5; min {:?})",
-        median(&mut builds),
-        builds[0]
+        "scale: full snapshot ({routers} routers), nothing to reuse (a new Translator): {full:?} (median of 5)"
     );
 
-    // Where the time goes: translation alone, on the collected objects.
+    // Translation from scratch, what every rebuild cost before the translator kept anything.
     let manifests: Vec<&sluice_crd::Manifest> = [&routes, &services, &slices]
         .iter()
         .flat_map(|s| s.objects())
@@ -123,27 +145,69 @@ fn scale(n: usize) {
         translations.push(started.elapsed());
         drop(t);
     }
+    let scratch = median(&mut translations);
     println!(
-        "scale: of which sluice_crd::translate alone: {:?} (median of 5)",
-        median(&mut translations)
+        "scale: translation from scratch (sluice_crd::translate_refs on the same objects): {scratch:?} (median of 5)"
     );
     drop(manifests);
 
-    let mut updates = Vec::new();
-    let mut rebuilds = Vec::new();
-    for k in 0..20 {
-        let change = object(slice(k * 7, 2 + k as u8));
+    // As the watch loop runs: the previous snapshot stays published while the next is built.
+    let mut translator = Translator::new();
+    let mut published = watch::build(&mut translator, [&routes, &services, &slices], &options, 10);
+    for (what, change) in [
+        ("EndpointSlice", Change::Slice),
+        ("IngressRoute", Change::Route),
+    ] {
+        let mut updates = Vec::new();
+        let mut rebuilds = Vec::new();
+        let mut reuse = Reuse::default();
+        for k in 0..20 {
+            let started = Instant::now();
+            match change {
+                Change::Slice => slices.apply(Event::Apply(object(slice(k * 7, 2 + k as u8)))),
+                Change::Route => routes.apply(Event::Apply(object(route_edited(k * 7, k)))),
+            };
+            updates.push(started.elapsed());
+            let snapshot = watch::build(
+                &mut translator,
+                [&routes, &services, &slices],
+                &options,
+                11 + k as u64,
+            );
+            rebuilds.push(snapshot.build_time);
+            reuse = snapshot.reuse;
+            assert!(snapshot.changed, "the change shows");
+            published = snapshot;
+        }
+        let (update, rebuild) = (median(&mut updates), median(&mut rebuilds));
+        let total = update + rebuild;
+        println!(
+            "scale: one {what} change: store update {update:?} + incremental rebuild {rebuild:?} = {total:?}: {:.1}% of a full snapshot, {:.1}% of a translation from scratch (medians of 20; last: {} routes reused, {} translated, configuration {})",
+            total.as_secs_f64() * 100.0 / full.as_secs_f64(),
+            total.as_secs_f64() * 100.0 / scratch.as_secs_f64(),
+            reuse.reused,
+            reuse.translated,
+            if reuse.copied { "copied" } else { "brought up to date in place" },
+        );
+    }
+    // When a reader still holds the older configuration, the translator copies instead.
+    let mut copies = Vec::new();
+    for _ in 0..5 {
         let started = Instant::now();
-        slices.apply(Event::Apply(change));
-        updates.push(started.elapsed());
-        let snapshot = watch::build([&routes, &services, &slices], &options, 10 + k as u64);
-        rebuilds.push(snapshot.build_time);
+        let copy = sluice_config::dynamic::Configuration::clone(&published.config);
+        copies.push(started.elapsed());
+        drop(copy);
     }
     println!(
-        "scale: one EndpointSlice change: store update {:?}, then a full rebuild {:?} (medians of 20)",
-        median(&mut updates),
-        median(&mut rebuilds)
+        "scale: copying the configuration instead (a reader still holding the older one) would add {:?} (median of 5)",
+        median(&mut copies)
     );
+}
+
+#[derive(Clone, Copy)]
+enum Change {
+    Slice,
+    Route,
 }
 
 fn servers(snapshot: &watch::Snapshot) -> Vec<String> {

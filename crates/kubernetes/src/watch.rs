@@ -1,7 +1,8 @@
 //! The provider's watch loop: one kube-rs watcher per kind (and per namespace when namespaces
 //! are restricted), each with kube's default backoff, feeding [`Reflector`]s; once every
-//! reflector has its first full list, the stores are translated by the same pure
-//! [`sluice_crd::translate`] as the file provider and published as a [`Snapshot`].
+//! reflector has its first full list, the stores are translated by the same translation as the
+//! file provider and published as a [`Snapshot`]. A [`Translator`] keeps each IngressRoute's
+//! output between builds, so a change translates only the routes it touches.
 //!
 //! Changes after that are throttled on the leading edge: a change arriving after a quiet
 //! `throttle` period is published at once, changes inside the period are coalesced into one
@@ -20,12 +21,13 @@ use kube::Api;
 use serde_json::Value;
 use sluice_config::dynamic::Configuration;
 use sluice_config::Diagnostic;
-use sluice_crd::{CrdOptions, Manifest};
+use sluice_crd::{CrdOptions, Reuse};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::kinds::{self, Kind};
 use crate::store::{Applied, Reflector};
+use crate::translator::Translator;
 
 /// Annotation `kubectl apply` leaves on objects: a full copy of the object, never read here.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -37,13 +39,18 @@ pub const DEFAULT_THROTTLE: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     /// The translated configuration, names unqualified (as `kubernetescrd` produces them).
-    pub config: Configuration,
+    /// Shared with the translator, which reuses it once every snapshot holding it is dropped.
+    pub config: Arc<Configuration>,
+    /// Whether the configuration differs from the previous build's.
+    pub changed: bool,
     /// Objects that could not be decoded and everything translation skipped.
     pub diagnostics: Vec<Diagnostic>,
     /// 1 for the first snapshot, then +1 for each published one.
     pub generation: u64,
     /// Objects in the stores when it was built.
     pub objects: usize,
+    /// IngressRoutes whose translation was reused from the previous build, and translated.
+    pub reuse: Reuse,
     /// Time spent building it (collecting the stores and translating).
     pub build_time: Duration,
 }
@@ -127,6 +134,8 @@ struct Watches {
     sources: Vec<Source>,
     streams: SelectAll<Events>,
     nodes_started: bool,
+    /// What the previous builds translated.
+    translator: Translator,
 }
 
 impl Watches {
@@ -137,6 +146,7 @@ impl Watches {
             sources: Vec::new(),
             streams: SelectAll::new(),
             nodes_started: false,
+            translator: Translator::new(),
         };
         for kind in kinds::watched() {
             watches.add(kind);
@@ -150,7 +160,11 @@ impl Watches {
             if !kind.namespaced || self.options.namespaces.is_empty() {
                 vec![None]
             } else {
-                self.options.namespaces.iter().cloned().map(Some).collect()
+                // One watcher per namespace, even if the options name one twice.
+                let mut namespaces = self.options.namespaces.clone();
+                namespaces.sort();
+                namespaces.dedup();
+                namespaces.into_iter().map(Some).collect()
             };
         for namespace in namespaces {
             let index = self.sources.len();
@@ -233,8 +247,9 @@ impl Watches {
     }
 
     /// Collects the stores and translates them.
-    fn build(&self, generation: u64) -> Snapshot {
+    fn build(&mut self, generation: u64) -> Snapshot {
         build(
+            &mut self.translator,
             self.sources.iter().map(|s| &s.store),
             &self.options,
             generation,
@@ -242,33 +257,28 @@ impl Watches {
     }
 }
 
-/// Collects the objects of `stores` and translates them: what the provider publishes.
+/// Translates the objects of `stores`: what the provider publishes. `translator` keeps what
+/// the previous builds computed, so that only what changed since is translated again (a new
+/// one translates everything).
 pub fn build<'a>(
-    stores: impl IntoIterator<Item = &'a Reflector> + Clone,
+    translator: &mut Translator,
+    stores: impl IntoIterator<Item = &'a Reflector>,
     options: &CrdOptions,
     generation: u64,
 ) -> Snapshot {
     let started = Instant::now();
-    let count: usize = stores.clone().into_iter().map(Reflector::len).sum();
-    let mut manifests: Vec<&Manifest> = Vec::with_capacity(count);
-    let mut diagnostics = Vec::new();
-    for store in stores {
-        manifests.extend(store.objects());
-        diagnostics.extend(store.rejected().cloned());
-    }
-    // Stable order across rebuilds (stores are hash maps).
-    fn key(m: &Manifest) -> (&str, &str, &str, &str) {
-        let meta = m.object.meta();
-        (m.object.kind(), &m.api_group, meta.ns(), &meta.name)
-    }
-    manifests.sort_unstable_by(|a, b| key(a).cmp(&key(b)));
-    let translation = sluice_crd::translate_refs(&manifests, options);
+    let stores: Vec<&Reflector> = stores.into_iter().collect();
+    let translation = translator.translate(&stores, options);
+    let mut diagnostics: Vec<Diagnostic> =
+        stores.iter().flat_map(|s| s.rejected()).cloned().collect();
     diagnostics.extend(translation.diagnostics);
     Snapshot {
         config: translation.config,
+        changed: translation.changed,
         diagnostics,
         generation,
-        objects: count,
+        objects: stores.iter().map(|s| s.len()).sum(),
+        reuse: translator.last_reuse(),
         build_time: started.elapsed(),
     }
 }
@@ -325,10 +335,13 @@ async fn run(client: kube::Client, settings: Settings, tx: watch::Sender<Option<
                 let snapshot = watches.build(generation);
                 last_build = Some(Instant::now());
                 dirty = false;
-                let same = tx
-                    .borrow()
-                    .as_ref()
-                    .is_some_and(|previous| previous.config == snapshot.config);
+                // The translator tells a change; without one, the published configuration is
+                // compared to be sure.
+                let same = !snapshot.changed
+                    && tx
+                        .borrow()
+                        .as_ref()
+                        .is_some_and(|previous| previous.config == snapshot.config);
                 if same {
                     generation -= 1;
                     tracing::debug!("kubernetes: no change in the translated configuration");
@@ -338,6 +351,8 @@ async fn run(client: kube::Client, settings: Settings, tx: watch::Sender<Option<
                     generation,
                     objects = snapshot.objects,
                     routers = snapshot.config.http.as_ref().map_or(0, |h| h.routers.len()),
+                    routes_reused = snapshot.reuse.reused,
+                    routes_translated = snapshot.reuse.translated,
                     build_ms = snapshot.build_time.as_millis() as u64,
                     "kubernetes: configuration built"
                 );

@@ -1,5 +1,7 @@
 //! IngressRoute -> HTTP routers (Traefik's `loadIngressRouteConfiguration`).
 
+use std::collections::BTreeMap;
+
 use serde_json::{json, Map, Value};
 use sluice_config::dynamic::{HttpConfiguration, Router};
 use sluice_config::Diagnostic;
@@ -11,8 +13,61 @@ use crate::types::{IngressRoute, RouterObservability};
 use super::error::{BuildError, Located};
 use super::refs::{namespace_allowed, namespace_or_parent, resolve_reference};
 use super::services::{ServiceBuilder, Services};
-use super::tls::Certificates;
+use super::tls::{certificate_blocks, Certificates};
 use super::{class_matches, located_diag};
+
+/// What one IngressRoute contributes to the configuration. It depends on the route and on
+/// what the route reads in the store, never on the other routes' output, so it can be kept and
+/// reused while those reads find the same objects.
+#[derive(Debug, Clone, Default)]
+pub struct RouteOutput {
+    /// Reported before the route's certificate (the deprecated class annotation).
+    early: Vec<Diagnostic>,
+    /// `spec.tls.secretName`: loaded when the route is reported, since a certificate loaded
+    /// once serves every later route naming the same Secret.
+    secret: Option<String>,
+    /// Routers by name (the last of one name wins, as when inserted in turn).
+    pub routers: BTreeMap<String, Router>,
+    /// Services by name, likewise.
+    pub services: Services,
+    /// Reported after the certificate.
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl RouteOutput {
+    /// Whether [`RouteOutput::report`] has anything to do.
+    pub fn reports(&self) -> bool {
+        !self.early.is_empty() || self.secret.is_some() || !self.diagnostics.is_empty()
+    }
+
+    /// Reports the route's diagnostics, loading its certificate into `certs` on the way (with
+    /// `load(namespace, secret)` unless already loaded), in the order of a full translation.
+    pub fn report(
+        &self,
+        item: &Item<'_, IngressRoute>,
+        certs: &mut Certificates,
+        diags: &mut Vec<Diagnostic>,
+        load: impl FnOnce(&str, &str) -> Result<(String, String), String>,
+    ) {
+        diags.extend(self.early.iter().cloned());
+        if let Some(secret) = &self.secret {
+            let ns = item.obj.metadata.ns();
+            if let Err(e) = certs.add_loaded(ns, secret, None, || load(ns, secret)) {
+                diags.push(
+                    located_diag(
+                        item.manifest,
+                        "spec.tls.secretName",
+                        format!(
+                            "error configuring TLS: {e}; routes are kept without this certificate"
+                        ),
+                    )
+                    .with_resource(item.manifest.resource()),
+                );
+            }
+        }
+        diags.extend(self.diagnostics.iter().cloned());
+    }
+}
 
 /// Adds the routers (and their services) of every processed IngressRoute.
 pub fn load_ingress_routes(
@@ -23,66 +78,86 @@ pub fn load_ingress_routes(
     diags: &mut Vec<Diagnostic>,
 ) {
     for item in &store.ingress_routes {
-        let ir = item.obj;
-        let resource = item.manifest.resource();
-        if !class_matches(
-            options,
-            ir.spec.ingress_class_name.as_deref(),
-            &ir.metadata.annotations,
-            item.manifest,
-            diags,
-        ) {
-            continue;
-        }
-        let ns = ir.metadata.ns();
+        let output = translate_route(store, options, item);
+        output.report(item, certs, diags, |ns, secret| {
+            certificate_blocks(store, ns, secret)
+        });
+        http.routers.extend(output.routers);
+        http.services.extend(output.services);
+    }
+}
 
-        if let Some(tls) = &ir.spec.tls {
-            if !tls.secret_name.is_empty() {
-                if let Err(e) = certs.add_secret(store, ns, &tls.secret_name, None) {
-                    diags.push(
-                        located_diag(item.manifest, "spec.tls.secretName", format!("error configuring TLS: {e}; routes are kept without this certificate"))
-                            .with_resource(resource.clone()),
-                    );
-                }
-            }
-        }
+/// The contribution of one IngressRoute (Traefik's `loadIngressRouteConfiguration` for one
+/// object).
+pub fn translate_route(
+    store: &Store<'_>,
+    options: &crate::options::CrdOptions,
+    item: &Item<'_, IngressRoute>,
+) -> RouteOutput {
+    let ir = item.obj;
+    let mut output = RouteOutput::default();
+    if !class_matches(
+        options,
+        ir.spec.ingress_class_name.as_deref(),
+        &ir.metadata.annotations,
+        item.manifest,
+        &mut output.early,
+    ) {
+        return output;
+    }
 
-        let ingress_name = if ir.metadata.name.is_empty() {
-            &ir.metadata.generate_name
-        } else {
-            &ir.metadata.name
-        };
-
-        let parents = match parent_router_names(store, item, options.allow_cross_namespace) {
-            Ok(p) => p,
-            Err(e) => {
-                diags.push(
-                    located_diag(
-                        item.manifest,
-                        &e.field,
-                        format!("{}; the whole IngressRoute is skipped", e.error),
-                    )
-                    .with_resource(resource.clone()),
-                );
-                continue;
-            }
-        };
-
-        for i in 0..ir.spec.routes.len() {
-            if let Err(e) =
-                build_route(store, options, item, ingress_name, i, &parents, http, diags)
-            {
-                diags.push(
-                    located_diag(
-                        item.manifest,
-                        &e.field,
-                        format!("{}; route skipped", e.error),
-                    )
-                    .with_resource(resource.clone()),
-                );
-            }
+    if let Some(tls) = &ir.spec.tls {
+        if !tls.secret_name.is_empty() {
+            output.secret = Some(tls.secret_name.clone());
         }
     }
+
+    let ingress_name = if ir.metadata.name.is_empty() {
+        &ir.metadata.generate_name
+    } else {
+        &ir.metadata.name
+    };
+
+    let parents = match parent_router_names(store, item, options.allow_cross_namespace) {
+        Ok(p) => p,
+        Err(e) => {
+            output.diagnostics.push(
+                located_diag(
+                    item.manifest,
+                    &e.field,
+                    format!("{}; the whole IngressRoute is skipped", e.error),
+                )
+                .with_resource(item.manifest.resource()),
+            );
+            return output;
+        }
+    };
+
+    let mut http = HttpConfiguration::default();
+    for i in 0..ir.spec.routes.len() {
+        if let Err(e) = build_route(
+            store,
+            options,
+            item,
+            ingress_name,
+            i,
+            &parents,
+            &mut http,
+            &mut output.diagnostics,
+        ) {
+            output.diagnostics.push(
+                located_diag(
+                    item.manifest,
+                    &e.field,
+                    format!("{}; route skipped", e.error),
+                )
+                .with_resource(item.manifest.resource()),
+            );
+        }
+    }
+    output.routers = http.routers;
+    output.services = http.services;
+    output
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -224,9 +299,7 @@ fn parent_router_names(
             return Err(Located::new(field, BuildError::ParentCrossNamespace(id)));
         }
         let found = store
-            .ingress_routes
-            .iter()
-            .find(|p| p.obj.metadata.name == parent.name && p.obj.metadata.ns() == parent_ns)
+            .ingress_route(parent_ns, &parent.name)
             .ok_or_else(|| Located::new(field.clone(), BuildError::ParentMissing(id)))?;
         for route in &found.obj.spec.routes {
             names.push(router_key(

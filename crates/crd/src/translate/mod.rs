@@ -4,6 +4,7 @@
 
 mod error;
 mod http;
+mod incremental;
 mod middlewares;
 mod refs;
 mod servers;
@@ -19,9 +20,10 @@ use sluice_config::Diagnostic;
 
 use crate::manifest::Manifest;
 use crate::options::CrdOptions;
-use crate::store::Store;
+use crate::store::{Store, Versioned};
 
 pub use error::{BuildError, Located, RefError};
+pub use incremental::{CachedTranslation, ObjectRef, Reuse, TranslationCache};
 pub use refs::PROVIDER_NAME;
 pub use servers::{join_host_port, service_protocol};
 
@@ -44,18 +46,46 @@ pub fn translate(manifests: &[Manifest], options: &CrdOptions) -> Translation {
 /// [`translate`] over borrowed manifests, for callers that keep their objects elsewhere (the
 /// Kubernetes provider's stores) and must not copy them for every rebuild.
 pub fn translate_refs(manifests: &[&Manifest], options: &CrdOptions) -> Translation {
+    let objects: Vec<Versioned<'_>> = manifests
+        .iter()
+        .map(|&manifest| Versioned {
+            manifest,
+            revision: 0,
+        })
+        .collect();
     let mut diags = Vec::new();
-    let store = Store::new(manifests, options, &mut diags);
+    let store = Store::new(&objects, options, &mut diags);
+    translate_store(store, diags, options, |store, http, certs, diags| {
+        http::load_ingress_routes(store, options, http, certs, diags)
+    })
+    .0
+}
 
+/// Everything a translation does, with the IngressRoutes' part (their routers and services in
+/// `http`, their certificates, their diagnostics) left to `routes`, which runs once the TLS
+/// stores have loaded their certificates. Also gives the names of the services the other
+/// objects (middlewares' error pages, TraefikServices) put over the routes' ones.
+fn translate_store(
+    store: Store<'_>,
+    mut diags: Vec<Diagnostic>,
+    options: &CrdOptions,
+    routes: impl FnOnce(
+        &Store<'_>,
+        &mut HttpConfiguration,
+        &mut tls::Certificates,
+        &mut Vec<Diagnostic>,
+    ),
+) -> (Translation, Vec<String>) {
     let mut certs = tls::Certificates::default();
     let stores = tls::build_tls_stores(&store, &mut certs, &mut diags);
 
     let mut http = HttpConfiguration::default();
-    http::load_ingress_routes(&store, options, &mut http, &mut certs, &mut diags);
+    routes(&store, &mut http, &mut certs, &mut diags);
     let tls_options = tls::build_tls_options(&store, &mut diags);
 
-    http.middlewares =
-        middlewares::build_middlewares(&store, options, &mut http.services, &mut diags);
+    // Services of other objects replace the routes' ones of the same name.
+    let mut others = services::Services::new();
+    http.middlewares = middlewares::build_middlewares(&store, options, &mut others, &mut diags);
     let tcp_middlewares = middlewares::build_middleware_tcps(&store);
 
     // Traefik builds TraefikServices without nativeLBByDefault and without
@@ -68,7 +98,7 @@ pub fn translate_refs(manifests: &[&Manifest], options: &CrdOptions) -> Translat
             disable_cluster_scope: false,
             warnings: &mut diags,
         };
-        if let Err(e) = builder.build_traefik_service(item.obj, &mut http.services) {
+        if let Err(e) = builder.build_traefik_service(item.obj, &mut others) {
             diags.push(
                 located_diag(
                     item.manifest,
@@ -79,6 +109,8 @@ pub fn translate_refs(manifests: &[&Manifest], options: &CrdOptions) -> Translat
             );
         }
     }
+    let replaced: Vec<String> = others.keys().cloned().collect();
+    http.services.extend(others);
     http.servers_transports = transports::build_servers_transports(&store, &mut diags);
     let tcp_transports = transports::build_servers_transport_tcps(&store, &mut diags);
 
@@ -98,7 +130,7 @@ pub fn translate_refs(manifests: &[&Manifest], options: &CrdOptions) -> Translat
         tls_section.insert("stores".into(), json!(stores));
     }
 
-    Translation {
+    let translation = Translation {
         config: Configuration {
             http: Some(http),
             tcp: non_empty(tcp),
@@ -106,7 +138,8 @@ pub fn translate_refs(manifests: &[&Manifest], options: &CrdOptions) -> Translat
             tls: (!tls_section.is_empty()).then_some(Value::Object(tls_section)),
         },
         diagnostics: diags,
-    }
+    };
+    (translation, replaced)
 }
 
 /// Drops the empty maps of a section; `None` when nothing is left.

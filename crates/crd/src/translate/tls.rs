@@ -48,11 +48,25 @@ impl Certificates {
         secret: &str,
         tls_store: Option<&str>,
     ) -> Result<(), String> {
+        self.add_loaded(ns, secret, tls_store, || {
+            certificate_blocks(store, ns, secret)
+        })
+    }
+
+    /// [`Certificates::add_secret`] with the Secret's certificate and key from `load`, called
+    /// only when `ns/secret` is not loaded yet.
+    pub fn add_loaded(
+        &mut self,
+        ns: &str,
+        secret: &str,
+        tls_store: Option<&str>,
+        load: impl FnOnce() -> Result<(String, String), String>,
+    ) -> Result<(), String> {
         let key = format!("{ns}/{secret}");
         if self.by_key.contains_key(&key) {
             return Ok(());
         }
-        let (cert, private) = certificate_blocks(store, ns, secret)?;
+        let (cert, private) = load()?;
         let mut o = Map::new();
         o.insert("certFile".into(), json!(cert));
         o.insert("keyFile".into(), json!(private));
@@ -77,7 +91,11 @@ fn get_secret<'a>(store: &Store<'a>, ns: &str, name: &str) -> Result<&'a Secret,
 }
 
 /// `tls.crt` and `tls.key` of a Secret.
-fn certificate_blocks(store: &Store<'_>, ns: &str, name: &str) -> Result<(String, String), String> {
+pub fn certificate_blocks(
+    store: &Store<'_>,
+    ns: &str,
+    name: &str,
+) -> Result<(String, String), String> {
     let secret = get_secret(store, ns, name)?;
     let crt = secret.value("tls.crt");
     let key = secret.value("tls.key");

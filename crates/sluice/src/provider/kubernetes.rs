@@ -108,5 +108,5 @@ impl KubernetesProvider {
 
 /// A snapshot's configuration with every name qualified `@kubernetescrd`.
 pub fn qualified(snapshot: &Snapshot) -> Configuration {
-    super::qualify(snapshot.config.clone(), PROVIDER)
+    super::qualify(Configuration::clone(&snapshot.config), PROVIDER)
 }

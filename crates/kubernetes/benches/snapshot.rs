@@ -152,8 +152,13 @@ fn scale(n: usize) {
     drop(manifests);
 
     // As the watch loop runs: the previous snapshot stays published while the next is built.
+    let before = rss_kib();
     let mut translator = Translator::new();
     let mut published = watch::build(&mut translator, [&routes, &services, &slices], &options, 10);
+    println!(
+        "scale: the translator's memos and the configuration it keeps: RSS +{} MiB",
+        rss_kib().saturating_sub(before) / 1024
+    );
     for (what, change) in [
         ("EndpointSlice", Change::Slice),
         ("IngressRoute", Change::Route),

@@ -48,10 +48,11 @@ pub fn latest_revision() -> Revision {
     NEXT_REVISION.load(Ordering::Relaxed) - 1
 }
 
-/// A decoded object and its revision.
+/// A decoded object and its revision. Boxed: map nodes hold room for several entries, and
+/// objects are large.
 #[derive(Debug)]
 struct Stored {
-    manifest: Manifest,
+    manifest: Box<Manifest>,
     revision: Revision,
 }
 
@@ -152,13 +153,14 @@ impl Reflector {
                 let decoded = decode(self.kind, &object);
                 // Numbered at InitDone if new or changed: it is not visible before.
                 let revision = match (&decoded, self.get_stored(&key.0, &key.1)) {
-                    (Some(Ok(manifest)), Some(p)) if p.manifest == *manifest => p.revision,
+                    (Some(Ok(manifest)), Some(p)) if *p.manifest == *manifest => p.revision,
                     _ => PENDING,
                 };
                 if let Some((objects, rejected)) = self.relist.as_mut() {
                     match decoded {
                         Some(Ok(manifest)) => {
                             rejected.remove(&key);
+                            let manifest = Box::new(manifest);
                             objects.insert(key, Stored { manifest, revision });
                         }
                         Some(Err(diagnostic)) => {
@@ -214,7 +216,7 @@ impl Reflector {
     /// Stores `manifest` under `key`; false when the same object was there already.
     fn put(&mut self, key: Key, manifest: Manifest) -> bool {
         if let Some(previous) = self.get_stored(&key.0, &key.1) {
-            if previous.manifest == manifest {
+            if *previous.manifest == manifest {
                 return false;
             }
         }
@@ -222,10 +224,13 @@ impl Reflector {
         let revision = next_revision();
         self.journal.added(&key, revision);
         self.index_slice(&key, &manifest, true);
-        self.objects
-            .entry(key.0)
-            .or_default()
-            .insert(key.1, Stored { manifest, revision });
+        self.objects.entry(key.0).or_default().insert(
+            key.1,
+            Stored {
+                manifest: Box::new(manifest),
+                revision,
+            },
+        );
         self.len += 1;
         true
     }
@@ -350,7 +355,7 @@ impl Reflector {
     pub fn objects(&self) -> impl Iterator<Item = &Manifest> {
         self.objects
             .values()
-            .flat_map(|names| names.values().map(|s| &s.manifest))
+            .flat_map(|names| names.values().map(|s| &*s.manifest))
     }
 
     /// The decoded objects with their revisions, by namespace and name.

@@ -1,9 +1,7 @@
 //! IngressRoute -> HTTP routers (Traefik's `loadIngressRouteConfiguration`).
 
-use std::collections::BTreeMap;
-
 use serde_json::{json, Map, Value};
-use sluice_config::dynamic::{HttpConfiguration, Router};
+use sluice_config::dynamic::{HttpConfiguration, Router, Service};
 use sluice_config::Diagnostic;
 
 use crate::names::{make_id, normalize, router_key, service_key};
@@ -26,10 +24,11 @@ pub struct RouteOutput {
     /// `spec.tls.secretName`: loaded when the route is reported, since a certificate loaded
     /// once serves every later route naming the same Secret.
     secret: Option<String>,
-    /// Routers by name (the last of one name wins, as when inserted in turn).
-    pub routers: BTreeMap<String, Router>,
-    /// Services by name, likewise.
-    pub services: Services,
+    /// Routers by name, sorted, once each (the last of one name wins, as when inserted in
+    /// turn). A list, not a map: a map's first node alone holds room for eleven.
+    pub routers: Vec<(String, Router)>,
+    /// Services likewise.
+    pub services: Vec<(String, Service)>,
     /// Reported after the certificate.
     diagnostics: Vec<Diagnostic>,
 }
@@ -155,8 +154,8 @@ pub fn translate_route(
             );
         }
     }
-    output.routers = http.routers;
-    output.services = http.services;
+    output.routers = http.routers.into_iter().collect();
+    output.services = http.services.into_iter().collect();
     output
 }
 

@@ -11,9 +11,9 @@
 //! translated every time: few objects. Routes name middlewares, TLS options, TraefikServices
 //! and transports without reading them, so changing one of those never touches a route.
 //!
-//! The routers and services of all routes are kept merged: when several routes produce the
-//! same name, the one that comes last in the objects' order wins, as when a full translation
-//! inserts them in turn. Only names produced by routes translated again are settled again.
+//! When several routes produce the same router or service name, the one that comes last in
+//! the objects' order wins, as when a full translation inserts them in turn; the cache knows
+//! the routes producing each name, so only names of routes translated again are decided again.
 //!
 //! Configurations are handed out shared ([`Arc`]); the cache keeps the last two, and once
 //! nobody else holds the older one (the provider has published a newer one since), it brings
@@ -102,7 +102,7 @@ pub struct TranslationCache {
     reporting: BTreeSet<Route>,
     /// Certificates loaded for routes, by namespace and Secret name.
     certificates: HashMap<(String, String), LoadedCertificate>,
-    merged: Merged,
+    sources: Sources,
     reuse: Reuse,
     /// Number of translations made.
     build: u64,
@@ -121,7 +121,7 @@ struct Output {
     replaced: Vec<String>,
 }
 
-/// Router and service names whose merged value a translation decided again.
+/// Router and service names whose value a translation decided again.
 #[derive(Default)]
 struct Settled {
     build: u64,
@@ -146,16 +146,14 @@ struct LoadedCertificate {
     used: bool,
 }
 
-/// Routers and services of every route, merged, with the routes producing each name.
+/// The routes producing each router and service name.
 #[derive(Default)]
-struct Merged {
-    routers: BTreeMap<String, Router>,
-    services: Services,
-    router_sources: HashMap<String, Vec<Route>>,
-    service_sources: HashMap<String, Vec<Route>>,
+struct Sources {
+    routers: HashMap<String, Vec<Route>>,
+    services: HashMap<String, Vec<Route>>,
 }
 
-/// Names whose merged value must be decided again (repeats allowed).
+/// Names whose value must be decided again (repeats allowed).
 #[derive(Default)]
 struct Unsettled {
     routers: Vec<String>,
@@ -203,7 +201,11 @@ impl TranslationCache {
                     }
                     None => self.check_every_route(store, options, &mut unsettled),
                 };
-                let settled = self.merged.settle(unsettled, &self.routes, self.build);
+                let settled = Settled {
+                    build: self.build,
+                    routers: sorted(unsettled.routers),
+                    services: sorted(unsettled.services),
+                };
                 self.history.push_back(settled);
                 if self.history.len() > HISTORY {
                     self.history.pop_front();
@@ -238,11 +240,14 @@ impl TranslationCache {
         }
     }
 
-    /// The routes' routers and services: an older configuration nobody else holds, brought up
-    /// to date, or else a copy of the merged ones.
+    /// The routes' routers and services: the older configuration if nobody else holds it, or a
+    /// copy of the newest, brought up to date; the first time, every route's in turn.
     fn routes_configuration(&mut self) -> (BTreeMap<String, Router>, Services) {
+        let Some(newest) = self.outputs.len().checked_sub(1) else {
+            self.reuse.copied = true;
+            return self.sources.fold(&self.routes);
+        };
         // The newest one stays, to tell what this translation changes.
-        let newest = self.outputs.len().saturating_sub(1);
         let reusable = (0..newest).find(|&i| {
             let output = &self.outputs[i];
             // Names settled since must all be remembered.
@@ -252,29 +257,54 @@ impl TranslationCache {
                     .front()
                     .is_some_and(|h| h.build <= output.build + 1)
         });
-        if let Some(output) = reusable.and_then(|i| self.outputs.remove(i)) {
-            if let Ok(mut config) = Arc::try_unwrap(output.config) {
-                let http = config.http.take().unwrap_or_default();
-                let (mut routers, mut services) = (http.routers, http.services);
-                let merged = &self.merged;
-                for name in output.replaced {
-                    let value = merged.services.get(&name);
-                    put(&mut services, name, value);
-                }
-                for settled in self.history.iter().filter(|h| h.build > output.build) {
-                    for name in &settled.routers {
-                        put(&mut routers, name.clone(), merged.routers.get(name));
-                    }
-                    for name in &settled.services {
-                        put(&mut services, name.clone(), merged.services.get(name));
-                    }
-                }
+        let (base, mut routers, mut services) = match reusable
+            .and_then(|i| self.outputs.remove(i))
+            .and_then(|output| {
+                Some((
+                    output.build,
+                    output.replaced,
+                    Arc::try_unwrap(output.config).ok()?,
+                ))
+            }) {
+            Some((build, replaced, mut config)) => {
                 self.reuse.copied = false;
-                return (routers, services);
+                let http = config.http.take().unwrap_or_default();
+                ((build, replaced), http.routers, http.services)
+            }
+            None => {
+                self.reuse.copied = true;
+                let output = &self.outputs[self.outputs.len() - 1];
+                let (routers, services) = output
+                    .config
+                    .http
+                    .as_ref()
+                    .map(|h| (h.routers.clone(), h.services.clone()))
+                    .unwrap_or_default();
+                ((output.build, output.replaced.clone()), routers, services)
+            }
+        };
+        let (since, replaced) = base;
+        for name in replaced {
+            let value = self.sources.service(&name, &self.routes);
+            put(&mut services, name, value);
+        }
+        for settled in self.history.iter().filter(|h| h.build > since) {
+            for name in &settled.routers {
+                put(
+                    &mut routers,
+                    name.clone(),
+                    self.sources.router(name, &self.routes),
+                );
+            }
+            for name in &settled.services {
+                put(
+                    &mut services,
+                    name.clone(),
+                    self.sources.service(name, &self.routes),
+                );
             }
         }
-        self.reuse.copied = true;
-        (self.merged.routers.clone(), self.merged.services.clone())
+        (routers, services)
     }
 
     /// Whether `config` differs from the `previous` configuration: among routers and services,
@@ -420,7 +450,7 @@ impl TranslationCache {
         unsettled: &mut Unsettled,
     ) {
         if let Some(memo) = self.routes.remove(&key) {
-            self.merged.withdraw(&key, &memo.output, unsettled);
+            self.sources.withdraw(&key, &memo.output, unsettled);
             for read in &memo.reads {
                 unlink(&mut self.readers, &read.lookup, &key);
                 if let Lookup::EndpointSlices(ns, _) = &read.lookup {
@@ -437,7 +467,7 @@ impl TranslationCache {
         store.record();
         let output = translate_route(store, options, &item);
         let reads = store.recorded();
-        self.merged.contribute(&key, &output, unsettled);
+        self.sources.contribute(&key, &output, unsettled);
         for read in &reads {
             link(&mut self.readers, read.lookup.clone(), &key);
             if let Lookup::EndpointSlices(ns, _) = &read.lookup {
@@ -530,74 +560,87 @@ fn unlink<K: std::hash::Hash + Eq + ?Sized, Q>(
     }
 }
 
-impl Merged {
+impl Sources {
     /// Adds the names a route produces.
     fn contribute(&mut self, route: &Route, output: &RouteOutput, unsettled: &mut Unsettled) {
-        for name in output.routers.keys() {
-            link(&mut self.router_sources, name.clone(), route);
+        for (name, _) in &output.routers {
+            link(&mut self.routers, name.clone(), route);
             unsettled.routers.push(name.clone());
         }
-        for name in output.services.keys() {
-            link(&mut self.service_sources, name.clone(), route);
+        for (name, _) in &output.services {
+            link(&mut self.services, name.clone(), route);
             unsettled.services.push(name.clone());
         }
     }
 
     /// Removes the names a route produced.
     fn withdraw(&mut self, route: &Route, output: &RouteOutput, unsettled: &mut Unsettled) {
-        for name in output.routers.keys() {
-            unlink(&mut self.router_sources, name.as_str(), route);
+        for (name, _) in &output.routers {
+            unlink(&mut self.routers, name.as_str(), route);
             unsettled.routers.push(name.clone());
         }
-        for name in output.services.keys() {
-            unlink(&mut self.service_sources, name.as_str(), route);
+        for (name, _) in &output.services {
+            unlink(&mut self.services, name.as_str(), route);
             unsettled.services.push(name.clone());
         }
     }
 
-    /// Decides the value of each unsettled name: the one of the last route producing it.
-    fn settle(
-        &mut self,
-        unsettled: Unsettled,
-        routes: &HashMap<Route, Memo>,
-        build: u64,
-    ) -> Settled {
-        let routers = sorted(unsettled.routers);
-        let services = sorted(unsettled.services);
-        if self.routers.is_empty() && self.services.is_empty() {
-            // Nothing merged yet (the first translation): every route in turn, the later
-            // replacing the earlier.
-            let mut ordered: Vec<(&Route, &Memo)> = routes.iter().collect();
-            ordered.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            for (_, memo) in ordered {
-                for (name, router) in &memo.output.routers {
-                    self.routers.insert(name.clone(), router.clone());
-                }
-                for (name, service) in &memo.output.services {
-                    self.services.insert(name.clone(), service.clone());
-                }
-            }
-        } else {
-            let last = |sources: Option<&Vec<Route>>| -> Option<&Memo> {
-                routes.get(sources?.iter().max()?)
-            };
-            for name in &routers {
-                let value = last(self.router_sources.get(name))
-                    .and_then(|memo| memo.output.routers.get(name));
-                put(&mut self.routers, name.clone(), value);
-            }
-            for name in &services {
-                let value = last(self.service_sources.get(name))
-                    .and_then(|memo| memo.output.services.get(name));
-                put(&mut self.services, name.clone(), value);
-            }
-        }
-        Settled {
-            build,
-            routers,
-            services,
+    /// The router of this name: the one of the last route producing it.
+    fn router<'m>(&self, name: &str, routes: &'m HashMap<Route, Memo>) -> Option<&'m Router> {
+        named(&last(self.routers.get(name), routes)?.output.routers, name)
+    }
+
+    /// The service of this name: the one of the last route producing it.
+    fn service<'m>(
+        &self,
+        name: &str,
+        routes: &'m HashMap<Route, Memo>,
+    ) -> Option<&'m sluice_config::dynamic::Service> {
+        named(
+            &last(self.services.get(name), routes)?.output.services,
+            name,
+        )
+    }
+
+    /// Every route's routers and services in turn, the later replacing the earlier; the maps
+    /// are built at once from sorted names.
+    fn fold(&self, routes: &HashMap<Route, Memo>) -> (BTreeMap<String, Router>, Services) {
+        let mut ordered: Vec<(&Route, &Memo)> = routes.iter().collect();
+        ordered.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        (
+            last_of_each(ordered.iter().flat_map(|(_, m)| &m.output.routers)),
+            last_of_each(ordered.iter().flat_map(|(_, m)| &m.output.services)),
+        )
+    }
+}
+
+/// The entry of `name` in a list sorted by name.
+fn named<'m, V>(entries: &'m [(String, V)], name: &str) -> Option<&'m V> {
+    let at = entries
+        .binary_search_by(|(n, _)| n.as_str().cmp(name))
+        .ok()?;
+    Some(&entries[at].1)
+}
+
+/// The memo of the route that comes last among `sources`.
+fn last<'m>(sources: Option<&Vec<Route>>, routes: &'m HashMap<Route, Memo>) -> Option<&'m Memo> {
+    routes.get(sources?.iter().max()?)
+}
+
+/// A map of `entries`, the last of equal names winning.
+fn last_of_each<'m, V: Clone + 'm>(
+    entries: impl Iterator<Item = &'m (String, V)>,
+) -> BTreeMap<String, V> {
+    let mut entries: Vec<(&String, &V)> = entries.map(|(name, value)| (name, value)).collect();
+    // Stable: equal names stay in the routes' order.
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    let mut unique: Vec<(String, V)> = Vec::with_capacity(entries.len());
+    for (i, (name, value)) in entries.iter().enumerate() {
+        if entries.get(i + 1).is_none_or(|next| next.0 != *name) {
+            unique.push(((*name).clone(), (*value).clone()));
         }
     }
+    unique.into_iter().collect()
 }
 
 /// Names once each, in order (which keeps inserting into the maps cheap).

@@ -92,6 +92,7 @@ pub struct TranslationCache {
     options: Option<CrdOptions>,
     /// Whether the memos describe the objects of the previous translation.
     complete: bool,
+    /// Every visible route's output.
     routes: HashMap<Route, Memo>,
     /// The routes that made each lookup.
     readers: HashMap<Lookup, Vec<Route>>,
@@ -643,7 +644,7 @@ fn last_of_each<'m, V: Clone + 'm>(
     unique.into_iter().collect()
 }
 
-/// Names once each, in order (which keeps inserting into the maps cheap).
+/// Names once each, in order.
 fn sorted(mut names: Vec<String>) -> Vec<String> {
     names.sort_unstable();
     names.dedup();

@@ -26,6 +26,7 @@ pub use error::{BuildError, Located, RefError};
 pub use incremental::{CachedTranslation, ObjectRef, Reuse, TranslationCache};
 pub use refs::PROVIDER_NAME;
 pub use servers::{join_host_port, service_protocol};
+pub use transports::GO_CIPHER_SUITES;
 
 /// The result of a translation.
 #[derive(Debug, Clone, Default)]

@@ -12,8 +12,8 @@ use crate::types::{IntOrString, RootCa};
 use super::located_diag;
 use super::tls::{auth_tls_secret, ca_from_config_map, ca_from_secret_lenient as ca_from_secret};
 
-/// Cipher suite names Traefik knows (`pkg/tls` CipherSuites).
-const KNOWN_CIPHERS: [&str; 28] = [
+/// Cipher suite names Traefik knows (Go's names, `pkg/tls` CipherSuites).
+pub const GO_CIPHER_SUITES: [&str; 28] = [
     "TLS_RSA_WITH_RC4_128_SHA",
     "TLS_RSA_WITH_3DES_EDE_CBC_SHA",
     "TLS_RSA_WITH_AES_128_CBC_SHA",
@@ -140,7 +140,7 @@ pub fn build_servers_transports(
         let mut ciphers = Vec::new();
         if let Some(list) = &s.cipher_suites {
             for c in list {
-                if KNOWN_CIPHERS.contains(&c.as_str()) {
+                if GO_CIPHER_SUITES.contains(&c.as_str()) {
                     ciphers.push(c.clone());
                 } else {
                     warn(

@@ -234,27 +234,6 @@ pub(crate) enum Suite {
     Unknown,
 }
 
-/// Go's TLS 1.0–1.2 cipher suite names rustls does not implement.
-const GO_ONLY_SUITES: &[&str] = &[
-    "TLS_RSA_WITH_RC4_128_SHA",
-    "TLS_RSA_WITH_3DES_EDE_CBC_SHA",
-    "TLS_RSA_WITH_AES_128_CBC_SHA",
-    "TLS_RSA_WITH_AES_256_CBC_SHA",
-    "TLS_RSA_WITH_AES_128_CBC_SHA256",
-    "TLS_RSA_WITH_AES_128_GCM_SHA256",
-    "TLS_RSA_WITH_AES_256_GCM_SHA384",
-    "TLS_ECDHE_ECDSA_WITH_RC4_128_SHA",
-    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA",
-    "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA",
-    "TLS_ECDHE_RSA_WITH_RC4_128_SHA",
-    "TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA",
-    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
-    "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA",
-    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256",
-    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256",
-    "TLS_FALLBACK_SCSV",
-];
-
 /// Looks a Go cipher suite name up among `suites` (shared by entry points and
 /// `serversTransports`).
 pub(crate) fn cipher_suite(name: &str, suites: &[SupportedCipherSuite]) -> Suite {
@@ -264,19 +243,18 @@ pub(crate) fn cipher_suite(name: &str, suites: &[SupportedCipherSuite]) -> Suite
     ) {
         return Suite::Tls13;
     }
-    if GO_ONLY_SUITES.contains(&name) {
-        return Suite::Unsupported;
-    }
     // Go also accepts the CHACHA20 names without their `_SHA256` tail.
     let full = if name.ends_with("_CHACHA20_POLY1305") {
         format!("{name}_SHA256")
     } else {
         name.to_owned()
     };
-    suites
-        .iter()
-        .find(|s| format!("{:?}", s.suite()) == full)
-        .map_or(Suite::Unknown, |s| Suite::Supported(*s))
+    match suites.iter().find(|s| format!("{:?}", s.suite()) == full) {
+        Some(suite) => Suite::Supported(*suite),
+        // A name Go knows that rustls lacks (CBC, RC4, 3DES, RSA key exchange).
+        None if sluice_crd::translate::GO_CIPHER_SUITES.contains(&name) => Suite::Unsupported,
+        None => Suite::Unknown,
+    }
 }
 
 enum Curve {

@@ -702,17 +702,15 @@ impl Remaining {
             match *self {
                 Remaining::Done => return Ok(Decoded::End),
                 Remaining::Length(n) => {
-                    if buf.is_empty() {
+                    let Some((data, left)) = take_up_to(buf, n) else {
                         return Ok(Decoded::NeedMore);
-                    }
-                    let take = usize::try_from(n).unwrap_or(usize::MAX).min(buf.len());
-                    let left = n - take as u64;
+                    };
                     *self = if left == 0 {
                         Remaining::Done
                     } else {
                         Remaining::Length(left)
                     };
-                    return Ok(Decoded::Frame(Frame::data(buf.split_to(take).freeze())));
+                    return Ok(Decoded::Frame(Frame::data(data)));
                 }
                 Remaining::UntilClose => {
                     if buf.is_empty() {
@@ -721,7 +719,7 @@ impl Remaining {
                     return Ok(Decoded::Frame(Frame::data(buf.split().freeze())));
                 }
                 Remaining::Chunked(Chunk::Size) => {
-                    let Some(end) = find_crlf(buf, MAX_CHUNK_LINE)? else {
+                    let Some(end) = find(buf, b"\r\n", MAX_CHUNK_LINE)? else {
                         return Ok(Decoded::NeedMore);
                     };
                     let size = chunk_size(&buf[..end])?;
@@ -733,17 +731,15 @@ impl Remaining {
                     });
                 }
                 Remaining::Chunked(Chunk::Data(n)) => {
-                    if buf.is_empty() {
+                    let Some((data, left)) = take_up_to(buf, n) else {
                         return Ok(Decoded::NeedMore);
-                    }
-                    let take = usize::try_from(n).unwrap_or(usize::MAX).min(buf.len());
-                    let left = n - take as u64;
+                    };
                     *self = Remaining::Chunked(if left == 0 {
                         Chunk::DataEnd
                     } else {
                         Chunk::Data(left)
                     });
-                    return Ok(Decoded::Frame(Frame::data(buf.split_to(take).freeze())));
+                    return Ok(Decoded::Frame(Frame::data(data)));
                 }
                 Remaining::Chunked(Chunk::DataEnd) => {
                     if buf.len() < 2 {
@@ -784,12 +780,18 @@ impl Remaining {
     }
 }
 
-/// Position of the first CRLF in `buf`, None when more bytes are needed, an error when no CRLF
-/// comes within `limit` bytes.
-fn find_crlf(buf: &[u8], limit: usize) -> Result<Option<usize>, Error> {
-    find(buf, b"\r\n", limit)
+/// Up to `n` of the buffered bytes and how many of the `n` are left; None when nothing is
+/// buffered.
+fn take_up_to(buf: &mut BytesMut, n: u64) -> Option<(Bytes, u64)> {
+    if buf.is_empty() {
+        return None;
+    }
+    let take = usize::try_from(n).unwrap_or(usize::MAX).min(buf.len());
+    Some((buf.split_to(take).freeze(), n - take as u64))
 }
 
+/// Position of the first `needle` in `buf`, None when more bytes are needed, an error when it
+/// does not come within `limit` bytes.
 fn find(buf: &[u8], needle: &[u8], limit: usize) -> Result<Option<usize>, Error> {
     match buf.windows(needle.len()).position(|w| w == needle) {
         Some(at) if at <= limit => Ok(Some(at)),

@@ -329,14 +329,13 @@ impl Host {
             response.extensions_mut().insert(Switched::new(conn));
             return response;
         }
-        let keep = answer.reusable && self.settings.max_idle > 0;
         // A small answer read whole with its head: hand the bytes over and the connection back
-        // at once.
+        // at once (bytes past the answer are a broken origin: its connection is not reused).
         if let Delimited::Length(n) = answer.body {
             if let Ok(n) = usize::try_from(n) {
                 if conn.read_buffered() >= n {
                     let data = conn.take_buffered(n);
-                    if keep && conn.read_buffered() == 0 {
+                    if answer.reusable && conn.read_buffered() == 0 {
                         self.clone().release(conn);
                     }
                     return Response::from_parts(answer.head, body::full(data));
@@ -344,15 +343,12 @@ impl Host {
             }
         }
         let host = self.clone();
-        let body = ResponseBody::new(conn, &answer, move |conn| {
-            if keep {
-                host.release(conn);
-            }
-        });
+        let body = ResponseBody::new(conn, &answer, move |conn| host.release(conn));
         Response::from_parts(answer.head, ProxyBody::new(body))
     }
 
-    /// Puts a connection whose exchange is complete back into the pool.
+    /// Puts a connection whose exchange is complete back into the pool, if it has room
+    /// (`max_idle` 0: never).
     fn release(self: Arc<Self>, mut conn: Connection) {
         // Without a runtime (shutting down) there is no one to reap the connection.
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {

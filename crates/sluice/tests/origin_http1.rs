@@ -83,6 +83,37 @@ fn dechunk(raw: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
+/// Sends a request whose body is `parts` (no length known in advance) and returns the answer's
+/// status and body. The answer's head must come within 10 s, even if the body is still
+/// streaming.
+async fn send_streamed<S>(method: http::Method, url: &str, parts: S) -> (u16, Bytes)
+where
+    S: futures_util::Stream<Item = Result<Frame<Bytes>, std::convert::Infallible>>
+        + Send
+        + Unpin
+        + 'static,
+{
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<StreamBody<S>>();
+    let request = http::Request::builder()
+        .method(method)
+        .uri(url)
+        .body(StreamBody::new(parts))
+        .expect("request");
+    let response = tokio::time::timeout(Duration::from_secs(10), client.request(request))
+        .await
+        .expect("the answer's head came within 10 s")
+        .expect("response");
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, body)
+}
+
 async fn sluice_for(origin: &str) -> Sluice {
     let config = format!(
         "http:\n  routers:\n    all:\n      rule: \"PathPrefix(`/`)\"\n      service: origin\n  services:\n    origin:\n      loadBalancer:\n        servers:\n          - url: \"{origin}\"\n"
@@ -188,23 +219,8 @@ async fn an_early_answer_ends_the_upload() {
             )
         })
     }));
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<StreamBody<_>>();
-    let request = http::Request::post(sluice.url("/upload"))
-        .body(StreamBody::new(trickle))
-        .expect("request");
-    let response = tokio::time::timeout(Duration::from_secs(10), client.request(request))
-        .await
-        .expect("the early answer is relayed without waiting for the body")
-        .expect("response");
-    assert_eq!(response.status(), 413);
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    assert_eq!(&body[..], b"too big!");
+    let (status, body) = send_streamed(http::Method::POST, &sluice.url("/upload"), trickle).await;
+    assert_eq!((status, &body[..]), (413, &b"too big!"[..]));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -280,20 +296,11 @@ async fn bodies_of_unknown_length_go_chunked() {
         futures_util::stream::iter(["streamed ", "in ", "pieces"].map(|p| {
             Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from_static(p.as_bytes())))
         }));
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<StreamBody<_>>();
-    let request = http::Request::put(sluice.url("/"))
-        .body(StreamBody::new(parts))
-        .expect("request");
-    let response = client.request(request).await.expect("response");
-    assert_eq!(response.status(), 200);
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    assert_eq!(&body[..], b"chunked=true body=streamed in pieces");
+    let (status, body) = send_streamed(http::Method::PUT, &sluice.url("/"), parts).await;
+    assert_eq!(
+        (status, &body[..]),
+        (200, &b"chunked=true body=streamed in pieces"[..])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -38,6 +38,14 @@ pub enum PathError {
 /// whitespace is trimmed and the result lower-cased.
 pub fn canonical_host(raw: &str) -> Cow<'_, str> {
     let host = strip_port(raw).trim();
+    // Hosts are nearly always ASCII: look at bytes before walking characters.
+    if host.is_ascii() {
+        return if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(host.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(host)
+        };
+    }
     if host.chars().any(|c| c.is_uppercase()) {
         Cow::Owned(host.to_lowercase())
     } else {

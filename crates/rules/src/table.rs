@@ -26,15 +26,19 @@ pub struct Route<T> {
     pub value: T,
 }
 
+/// Host -> ranks. Keys come from the configuration, never from requests, so a fast hash is
+/// safe here (requests only look up), and SipHash showed in the per-request profile.
+type HostIndex = HashMap<String, Vec<u32>, foldhash::fast::RandomState>;
+
 /// Routes of one entry point, ready for lookups.
 #[derive(Clone, Debug)]
 pub struct RouteTable<T> {
     /// Routes in lookup order; an index into this vector is a route's rank.
     routes: Vec<Route<T>>,
     /// Exact host -> ranks (ascending).
-    exact: HashMap<String, Vec<u32>>,
+    exact: HostIndex,
     /// Parent domain of a one-label wildcard (`example.com` for `*.example.com`) -> ranks.
-    wildcard: HashMap<String, Vec<u32>>,
+    wildcard: HostIndex,
     /// Ranks of routes that cannot be indexed by host (ascending).
     fallback: Vec<u32>,
 }
@@ -43,8 +47,8 @@ impl<T> Default for RouteTable<T> {
     fn default() -> Self {
         RouteTable {
             routes: Vec::new(),
-            exact: HashMap::new(),
-            wildcard: HashMap::new(),
+            exact: HostIndex::default(),
+            wildcard: HostIndex::default(),
             fallback: Vec::new(),
         }
     }
@@ -59,8 +63,8 @@ impl<T> RouteTable<T> {
         routes.sort_by_key(|r| std::cmp::Reverse(r.priority));
         let mut table = RouteTable {
             routes: Vec::new(),
-            exact: HashMap::new(),
-            wildcard: HashMap::new(),
+            exact: HostIndex::default(),
+            wildcard: HostIndex::default(),
             fallback: Vec::new(),
         };
         for (rank, route) in routes.iter().enumerate() {

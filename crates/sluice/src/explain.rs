@@ -67,11 +67,11 @@ pub fn explain(runtime: &Runtime, question: &Question<'_>) -> Explanation {
             return answer;
         }
     };
-    let host = canonical_host(&target.raw_host);
+    let host = canonical_host(target.raw_host());
     let info = RequestInfo {
         method: question.method.as_str(),
         host: &host,
-        raw_host: &target.raw_host,
+        raw_host: target.raw_host(),
         path: &target.routed_path,
         query: question.uri.query().unwrap_or(""),
         headers: &question.headers,

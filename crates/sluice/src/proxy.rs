@@ -374,6 +374,7 @@ impl Proxy {
                 address: ep.address.clone(),
                 forwarded,
                 read_timeout: timeouts.read_timeout.as_std().filter(|d| !d.is_zero()),
+                idle_timeout: timeouts.idle_timeout.as_std().filter(|d| !d.is_zero()),
                 grace: ep
                     .transport
                     .life_cycle

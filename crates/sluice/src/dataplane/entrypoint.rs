@@ -1,17 +1,24 @@
-//! Entry points: listening sockets that serve HTTP/1.1 and HTTP/2 (h2c with prior knowledge on
-//! cleartext), hand each request to [`super::request::handle`], and drain on shutdown.
+//! Entry points: listening sockets that serve HTTP/1.1 ([`super::downstream`]) and HTTP/2
+//! (hyper's; h2c with prior knowledge on cleartext, ALPN `h2` on TLS), hand each request to
+//! [`super::request::handle`], and drain on shutdown.
 
 use std::convert::Infallible;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::{Buf, Bytes, BytesMut};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use super::body::boxed;
+use super::downstream::{self, Io, Limits};
 use super::forwarded::ForwardedPolicy;
 use super::request::{handle, Connection, Shared};
 use crate::tls::acceptor::{self, TlsInfo};
@@ -24,6 +31,9 @@ pub struct EntryPointSettings {
     pub forwarded: ForwardedPolicy,
     /// Time allowed to receive a request's headers (`respondingTimeouts.readTimeout`; None: no limit).
     pub read_timeout: Option<Duration>,
+    /// Time a kept-alive connection may wait for its next request
+    /// (`respondingTimeouts.idleTimeout`; None: no limit).
+    pub idle_timeout: Option<Duration>,
     /// How long in-flight requests may take to finish after shutdown starts (`lifeCycle.graceTimeOut`).
     pub grace: Duration,
 }
@@ -98,12 +108,12 @@ impl EntryPoint {
                 return;
             }
         };
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder.http1().timer(TokioTimer::new()).keep_alive(true);
-        if let Some(limit) = settings.read_timeout {
-            builder.http1().header_read_timeout(limit);
-        }
-        builder.http2().timer(TokioTimer::new());
+        let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new());
+        let limits = Limits {
+            read_timeout: settings.read_timeout,
+            idle_timeout: settings.idle_timeout,
+        };
         // Every connection task holds a clone; the drain waits for the count to fall back to one.
         let open = Arc::new(());
 
@@ -127,7 +137,8 @@ impl EntryPoint {
                 peer,
                 trusted: settings.forwarded.trusts(peer.ip()),
                 hello_timeout: settings.read_timeout.unwrap_or(HELLO_TIMEOUT),
-                builder: builder.clone(),
+                h2: h2.clone(),
+                limits,
                 shared: shared.clone(),
                 stop: shutdown.clone(),
             };
@@ -164,7 +175,8 @@ struct Accepted {
     peer: SocketAddr,
     trusted: bool,
     hello_timeout: Duration,
-    builder: auto::Builder<TokioExecutor>,
+    h2: hyper::server::conn::http2::Builder<TokioExecutor>,
+    limits: Limits,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
 }
@@ -181,7 +193,7 @@ impl Accepted {
         };
         if !tls {
             let connection = self.connection(None);
-            self.serve_http(TokioIo::new(stream), connection).await;
+            self.serve_http(stream, connection, false).await;
             return;
         }
         let runtime = self.shared.runtime.load_full();
@@ -209,8 +221,9 @@ impl Accepted {
             }
         };
         drop(runtime);
+        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
         let connection = self.connection(Some(Arc::new(info)));
-        self.serve_http(TokioIo::new(stream), connection).await;
+        self.serve_http(stream, connection, h2).await;
     }
 
     fn connection(&self, tls: Option<Arc<TlsInfo>>) -> Arc<Connection> {
@@ -226,23 +239,52 @@ impl Accepted {
     }
 
     /// Serves HTTP/1.1 or HTTP/2 on one connection until it ends or shutdown drains it.
-    async fn serve_http<I>(self, io: I, connection: Arc<Connection>)
-    where
-        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    {
+    /// Without ALPN's word, HTTP/2 is told by its connection preface.
+    async fn serve_http<I: Io>(self, mut io: I, connection: Arc<Connection>, mut h2: bool) {
+        let mut read = BytesMut::new();
+        if !h2 {
+            while read.len() < PREFACE.len() && PREFACE.starts_with(&read) {
+                read.reserve(READ_SIZE);
+                match tokio::time::timeout(self.hello_timeout, io.read_buf(&mut read)).await {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => return,
+                }
+            }
+            h2 = read.starts_with(PREFACE);
+        }
+        if !h2 {
+            downstream::serve(
+                io,
+                read,
+                &self.shared,
+                &connection,
+                self.limits,
+                self.stop.clone(),
+            )
+            .await;
+            return;
+        }
         let shared = self.shared.clone();
-        let service = hyper::service::service_fn(move |request| {
-            let shared = shared.clone();
-            let connection = connection.clone();
-            async move { Ok::<_, Infallible>(handle(&shared, &connection, request).await) }
+        let service =
+            hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                let shared = shared.clone();
+                let connection = connection.clone();
+                async move {
+                    let request = request.map(boxed);
+                    Ok::<_, Infallible>(handle(&shared, &connection, request, None).await)
+                }
+            });
+        let io = TokioIo::new(Prefixed {
+            prefix: read.freeze(),
+            io,
         });
-        let serving = self.builder.serve_connection_with_upgrades(io, service);
+        let serving = self.h2.serve_connection(io, service);
         let mut stop = self.stop.clone();
         let mut serving = std::pin::pin!(serving);
         let result = tokio::select! {
             result = serving.as_mut() => result,
             _ = stopped(&mut stop) => {
-                // Finish the request in flight, then close instead of keeping alive.
+                // Finish the streams in flight, then close.
                 serving.as_mut().graceful_shutdown();
                 serving.await
             }
@@ -250,6 +292,64 @@ impl Accepted {
         if let Err(error) = result {
             tracing::debug!(%error, "connection ended with an error");
         }
+    }
+}
+
+/// What an HTTP/2 client sends first (RFC 9113 section 3.4).
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// How much room the first read of a connection gets.
+const READ_SIZE: usize = 8 * 1024;
+
+/// A stream that yields bytes already read from it before reading it further.
+struct Prefixed<I> {
+    prefix: Bytes,
+    io: I,
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Prefixed<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Prefixed<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 

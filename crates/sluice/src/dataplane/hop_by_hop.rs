@@ -52,18 +52,16 @@ pub fn remove(headers: &mut HeaderMap, upgrade: Option<HeaderValue>) {
 }
 
 fn is_hop_by_hop(name: &http::HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "proxy-connection"
-            | "keep-alive"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-    )
+    // Standard names compare as small integers; only the two non-standard ones compare text.
+    name == header::CONNECTION
+        || name == header::PROXY_AUTHENTICATE
+        || name == header::PROXY_AUTHORIZATION
+        || name == header::TE
+        || name == header::TRAILER
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name == "proxy-connection"
+        || name == "keep-alive"
 }
 
 /// The protocol a request asks to switch to (`Connection: upgrade` + `Upgrade: x`).

@@ -25,11 +25,12 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use super::body::{BoxError, ProxyBody};
+use super::forwarded::Deferred;
 
 /// Largest response head (status line and fields) accepted, as hyper's client default.
 const MAX_HEAD: usize = 400 * 1024;
 /// Header fields parsed without allocating; more are parsed into a larger table.
-const INLINE_HEADERS: usize = 64;
+const INLINE_HEADERS: usize = 32;
 /// Most header fields accepted in a response head or a chunked trailer section.
 const MAX_HEADERS: usize = 1024;
 /// How much room a read gets at least.
@@ -231,12 +232,41 @@ impl Outgoing {
     /// framing comes from the body itself when it knows its size, else from Content-Length,
     /// else chunked.
     pub fn new(request: Request<ProxyBody>) -> Self {
-        let (parts, body) = request.into_parts();
-        let announced = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
+        let (mut parts, body) = request.into_parts();
+        let deferred = parts.extensions.remove::<Deferred>();
+        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut head = Vec::with_capacity(
+            64 + target.len()
+                + parts
+                    .headers
+                    .iter()
+                    .map(|(n, v)| n.as_str().len() + v.len() + 4)
+                    .sum::<usize>()
+                + if deferred.is_some() { 256 } else { 0 },
+        );
+        head.extend_from_slice(parts.method.as_str().as_bytes());
+        head.push(b' ');
+        head.extend_from_slice(target.as_bytes());
+        head.extend_from_slice(b" HTTP/1.1\r\n");
+        let mut announced = None;
+        for (name, value) in &parts.headers {
+            if name == header::CONTENT_LENGTH {
+                announced = std::str::from_utf8(value.as_bytes())
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok());
+                continue;
+            }
+            if name == header::TRANSFER_ENCODING {
+                continue;
+            }
+            head.extend_from_slice(name.as_str().as_bytes());
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(value.as_bytes());
+            head.extend_from_slice(b"\r\n");
+        }
+        if let Some(deferred) = &deferred {
+            deferred.encode(&mut head);
+        }
         let upload = if body.is_end_stream() {
             Upload::Length(0)
         } else if let Some(n) = body.size_hint().exact() {
@@ -251,28 +281,6 @@ impl Outgoing {
         let zero_length = announced.is_some()
             || matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);
 
-        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let mut head = Vec::with_capacity(
-            64 + target.len()
-                + parts
-                    .headers
-                    .iter()
-                    .map(|(n, v)| n.as_str().len() + v.len() + 4)
-                    .sum::<usize>(),
-        );
-        head.extend_from_slice(parts.method.as_str().as_bytes());
-        head.push(b' ');
-        head.extend_from_slice(target.as_bytes());
-        head.extend_from_slice(b" HTTP/1.1\r\n");
-        for (name, value) in &parts.headers {
-            if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
-                continue;
-            }
-            head.extend_from_slice(name.as_str().as_bytes());
-            head.extend_from_slice(b": ");
-            head.extend_from_slice(value.as_bytes());
-            head.extend_from_slice(b"\r\n");
-        }
         match upload {
             Upload::Length(0) if !zero_length => {}
             Upload::Length(n) => {
@@ -353,17 +361,31 @@ pub async fn exchange(conn: &mut Connection, outgoing: &mut Outgoing) -> Result<
 
 /// Buffers waiting to be written, in order.
 #[derive(Default)]
-struct Outbox(VecDeque<Bytes>);
+pub(super) struct Outbox(VecDeque<Bytes>);
 
 impl Outbox {
-    fn push(&mut self, bytes: Bytes) {
+    pub(super) fn push(&mut self, bytes: Bytes) {
         if !bytes.is_empty() {
             self.0.push_back(bytes);
         }
     }
 
+    /// Bytes queued.
+    pub(super) fn queued(&self) -> usize {
+        self.0.iter().map(Bytes::len).sum()
+    }
+
+    /// Whether nothing is queued.
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Writes everything queued.
-    fn poll_drain(&mut self, stream: &mut Stream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    pub(super) fn poll_drain<S: AsyncWrite + Unpin>(
+        &mut self,
+        stream: &mut S,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
         while !self.0.is_empty() {
             let written = {
                 let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
@@ -499,9 +521,8 @@ async fn read_head(
     let mut received = !conn.read.is_empty();
     poll_fn(|cx| loop {
         if !conn.read.is_empty() {
-            match parse_head(&conn.read)? {
-                Some((head, len)) => {
-                    conn.read.advance(len);
+            match take_head(&mut conn.read)? {
+                Some(head) => {
                     if head.status.is_informational()
                         && head.status != StatusCode::SWITCHING_PROTOCOLS
                     {
@@ -530,6 +551,69 @@ async fn read_head(
         }
     })
     .await
+}
+
+/// Takes a complete answer head off the front of `buf`, None when more bytes are needed. The
+/// header values share the buffer's bytes instead of being copied.
+fn take_head(buf: &mut BytesMut) -> Result<Option<http::response::Parts>, Error> {
+    let mut inline =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; INLINE_HEADERS];
+    let mut spans = [((0u32, 0u32), (0u32, 0u32)); INLINE_HEADERS];
+    let base = buf.as_ptr() as usize;
+    // Heads are at most MAX_HEAD bytes, so offsets fit in u32.
+    let span = |s: &[u8]| {
+        let start = (s.as_ptr() as usize - base) as u32;
+        (start, start + s.len() as u32)
+    };
+    let (len, code, version, count) = {
+        let mut response = httparse::Response::new(&mut []);
+        match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut response,
+            buf,
+            &mut inline,
+        ) {
+            Ok(httparse::Status::Complete(len)) => {
+                for (slot, field) in spans.iter_mut().zip(response.headers.iter()) {
+                    *slot = (span(field.name.as_bytes()), span(field.value));
+                }
+                (
+                    len,
+                    response.code.unwrap_or(0),
+                    response.version,
+                    response.headers.len(),
+                )
+            }
+            Ok(httparse::Status::Partial) => return Ok(None),
+            // Rare: the copying parser has a larger table.
+            Err(httparse::Error::TooManyHeaders) => {
+                return Ok(parse_head(buf)?.map(|(head, len)| {
+                    buf.advance(len);
+                    head
+                }))
+            }
+            Err(e) => return Err(Error::Malformed(e.to_string())),
+        }
+    };
+    let bytes = buf.split_to(len).freeze();
+    let status =
+        StatusCode::from_u16(code).map_err(|_| Error::Malformed(format!("status code {code}")))?;
+    let mut head = http::Response::new(()).into_parts().0;
+    head.status = status;
+    head.version = match version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    // Room for a header or two that middlewares add.
+    head.headers = HeaderMap::with_capacity(count + 2);
+    for &((name_start, name_end), (value_start, value_end)) in &spans[..count] {
+        let name = HeaderName::from_bytes(&bytes[name_start as usize..name_end as usize])
+            .map_err(|_| Error::Malformed("header name".into()))?;
+        let value =
+            HeaderValue::from_maybe_shared(bytes.slice(value_start as usize..value_end as usize))
+                .map_err(|_| Error::Malformed(format!("value of header {name}")))?;
+        head.headers.append(name, value);
+    }
+    Ok(Some(head))
 }
 
 /// Parses an answer head at the start of `buf`: the head and its length, or None when more
@@ -570,7 +654,7 @@ fn head_from(
 }
 
 /// Header fields from httparse into a map.
-fn fields(parsed: &[httparse::Header<'_>]) -> Result<HeaderMap, Error> {
+pub(super) fn fields(parsed: &[httparse::Header<'_>]) -> Result<HeaderMap, Error> {
     let mut headers = HeaderMap::with_capacity(parsed.len());
     for field in parsed {
         let name = HeaderName::from_bytes(field.name.as_bytes())
@@ -592,43 +676,72 @@ fn delimit(method: &Method, head: &http::response::Parts) -> Result<Delimited, E
     {
         return Ok(Delimited::Empty);
     }
-    if head.headers.contains_key(header::TRANSFER_ENCODING) {
-        let last = head
-            .headers
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .rfind(|coding| !coding.is_empty());
-        return Ok(match last {
-            Some(coding) if coding.eq_ignore_ascii_case("chunked") => Delimited::Chunked,
-            _ => Delimited::UntilClose,
-        });
-    }
-    let mut length = None;
-    for value in head.headers.get_all(header::CONTENT_LENGTH) {
-        let text = value
-            .to_str()
-            .map_err(|_| Error::Malformed("Content-Length".into()))?;
-        // A list of identical values is one length (RFC 9110 8.6); anything else is an error.
-        for item in text.split(',') {
-            let item = item.trim();
-            let n: u64 = (!item.is_empty() && item.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| item.parse().ok())
-                .flatten()
-                .ok_or_else(|| Error::Malformed(format!("Content-Length {text:?}")))?;
-            if length.is_some_and(|seen| seen != n) {
-                return Err(Error::Malformed("conflicting Content-Length values".into()));
-            }
-            length = Some(n);
+    // One pass over the fields: comparing standard names is cheaper than hashing for lookups.
+    let mut chunked = None;
+    let mut length = Ok(None);
+    for (name, value) in &head.headers {
+        if name == header::TRANSFER_ENCODING {
+            let last = tokens(value.as_bytes()).last();
+            chunked = match last {
+                Some(coding) => Some(coding.eq_ignore_ascii_case(b"chunked")),
+                None => chunked.or(Some(false)),
+            };
+        } else if name == header::CONTENT_LENGTH {
+            length = length.and_then(|seen| content_length(value.as_bytes(), seen));
         }
     }
-    Ok(match length {
+    if let Some(chunked) = chunked {
+        return Ok(match chunked {
+            true => Delimited::Chunked,
+            false => Delimited::UntilClose,
+        });
+    }
+    Ok(match length.map_err(Error::Malformed)? {
         Some(0) => Delimited::Empty,
         Some(n) => Delimited::Length(n),
         None => Delimited::UntilClose,
     })
+}
+
+/// Adds one Content-Length field to the length seen so far: a list of identical values is one
+/// length (RFC 9110 section 8.6); anything else is an error.
+pub(super) fn content_length(value: &[u8], seen: Option<u64>) -> Result<Option<u64>, String> {
+    // The usual single number first.
+    if seen.is_none()
+        && !value.is_empty()
+        && value.len() <= 19
+        && value.iter().all(u8::is_ascii_digit)
+    {
+        return Ok(Some(
+            value
+                .iter()
+                .fold(0u64, |n, digit| n * 10 + u64::from(digit - b'0')),
+        ));
+    }
+    let mut length = seen;
+    for item in value.split(|b| *b == b',') {
+        let item = item.trim_ascii();
+        // Digits only (no sign, no spaces inside), at most 19 of them: fits in u64.
+        let n = (!item.is_empty() && item.len() <= 19 && item.iter().all(u8::is_ascii_digit))
+            .then(|| {
+                item.iter()
+                    .fold(0u64, |n, digit| n * 10 + u64::from(digit - b'0'))
+            })
+            .ok_or_else(|| format!("Content-Length {:?}", String::from_utf8_lossy(value)))?;
+        if length.is_some_and(|seen| seen != n) {
+            return Err("conflicting Content-Length values".into());
+        }
+        length = Some(n);
+    }
+    Ok(length)
+}
+
+/// The non-empty items of a comma-separated field value, trimmed.
+pub(super) fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|b| *b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
 }
 
 /// Whether the connection stays open after this answer.
@@ -636,29 +749,32 @@ fn keeps_alive(head: &http::response::Parts, body: Delimited) -> bool {
     if body == Delimited::UntilClose || head.status == StatusCode::SWITCHING_PROTOCOLS {
         return false;
     }
+    let (mut coded, mut sized, mut close, mut keep) = (false, false, false, false);
+    for (name, value) in &head.headers {
+        if name == header::TRANSFER_ENCODING {
+            coded = true;
+        } else if name == header::CONTENT_LENGTH {
+            sized = true;
+        } else if name == header::CONNECTION {
+            for token in tokens(value.as_bytes()) {
+                close |= token.eq_ignore_ascii_case(b"close");
+                keep |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
+    }
     // Both codings and a length: the message is suspect, do not reuse what carried it.
-    if head.headers.contains_key(header::TRANSFER_ENCODING)
-        && head.headers.contains_key(header::CONTENT_LENGTH)
-    {
+    if coded && sized {
         return false;
     }
-    let has_token = |token: &str| {
-        head.headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
-    };
     match head.version {
-        Version::HTTP_10 => has_token("keep-alive"),
-        _ => !has_token("close"),
+        Version::HTTP_10 => keep,
+        _ => !close,
     }
 }
 
 /// Where a chunked body's decoder stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Chunk {
+pub(super) enum Chunk {
     /// Expecting a chunk-size line.
     Size,
     /// Inside a chunk's data, this much left.
@@ -671,7 +787,7 @@ enum Chunk {
 
 /// What the body decoder got from the buffered bytes.
 #[derive(Debug)]
-enum Decoded {
+pub(super) enum Decoded {
     Frame(Frame<Bytes>),
     NeedMore,
     End,
@@ -679,7 +795,7 @@ enum Decoded {
 
 /// The state of the body still to read.
 #[derive(Debug, Clone, Copy)]
-enum Remaining {
+pub(super) enum Remaining {
     Length(u64),
     Chunked(Chunk),
     UntilClose,
@@ -687,7 +803,7 @@ enum Remaining {
 }
 
 impl Remaining {
-    fn new(delimited: Delimited) -> Self {
+    pub(super) fn new(delimited: Delimited) -> Self {
         match delimited {
             Delimited::Empty | Delimited::Length(0) => Remaining::Done,
             Delimited::Length(n) => Remaining::Length(n),
@@ -697,7 +813,7 @@ impl Remaining {
     }
 
     /// Takes the next frame out of `buf`.
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, Error> {
+    pub(super) fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, Error> {
         loop {
             match *self {
                 Remaining::Done => return Ok(Decoded::End),

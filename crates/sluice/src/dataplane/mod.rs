@@ -2,6 +2,7 @@
 //! [`request::handle`] on one runtime snapshot.
 
 pub mod body;
+pub mod downstream;
 pub mod entrypoint;
 pub mod error;
 pub mod forwarded;
@@ -11,5 +12,6 @@ pub mod mirror;
 pub mod ping;
 pub mod pool;
 pub mod request;
+pub mod upgrade;
 pub mod upstream;
 pub mod worker;

@@ -12,7 +12,6 @@ use arc_swap::ArcSwap;
 use http::uri::PathAndQuery;
 use http::{header, HeaderMap, HeaderValue, Request, Response, Uri};
 use http_body_util::BodyExt as _;
-use hyper::body::Incoming;
 use sluice_rules::{canonical_host, routing_path, sanitize_path, RequestInfo};
 
 use super::body::{boxed, full, ProxyBody};
@@ -20,6 +19,7 @@ use super::error::ProxyError;
 use super::forwarded::{self, Origin};
 use super::hop_by_hop;
 use super::mirror;
+use super::upgrade::ClientUpgrade;
 use super::upstream::{self, Outgoing};
 use crate::middleware::Next;
 use crate::runtime::service::{Failover, LoadBalancer, Mirroring};
@@ -72,11 +72,13 @@ pub struct Connection {
     pub tls_info: Option<Arc<TlsInfo>>,
 }
 
-/// Handles one request from start to end on one runtime snapshot.
+/// Handles one request from start to end on one runtime snapshot. `upgrade` is the client
+/// side of a tunnel, for a request that asks to switch protocols on a connection that can.
 pub async fn handle(
     shared: &Shared,
     connection: &Connection,
-    request: Request<Incoming>,
+    request: Request<ProxyBody>,
+    upgrade: Option<ClientUpgrade>,
 ) -> Response<ProxyBody> {
     if let Some(health) = &shared.health {
         if let Some(response) = super::ping::answer(health, &connection.entry_point, &request) {
@@ -92,7 +94,7 @@ pub async fn handle(
         return answer;
     }
     let mut watch = ClientWatch::new(&request, connection);
-    let response = match route_and_forward(&snapshot, shared, connection, request).await {
+    let response = match route_and_forward(&snapshot, shared, connection, request, upgrade).await {
         Ok(response) => response,
         Err(error) => {
             match &error {
@@ -112,16 +114,17 @@ async fn route_and_forward(
     runtime: &Runtime,
     shared: &Shared,
     connection: &Connection,
-    mut request: Request<Incoming>,
+    mut request: Request<ProxyBody>,
+    client_upgrade: Option<ClientUpgrade>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let target = target(request.uri(), request.headers())?;
-    let host = canonical_host(&target.raw_host);
+    let host = canonical_host(target.raw_host());
     let query = request.uri().query();
     let router = {
         let info = RequestInfo {
             method: request.method().as_str(),
             host: &host,
-            raw_host: &target.raw_host,
+            raw_host: target.raw_host(),
             path: &target.routed_path,
             query: query.unwrap_or(""),
             headers: request.headers(),
@@ -139,7 +142,7 @@ async fn route_and_forward(
     tracing::trace!(router = %router.name, "matched");
     if let (Some(expected), Some(info)) = (&router.tls_options, &connection.tls_info) {
         if *expected != info.options {
-            tracing::debug!(router = %router.name, sni = ?info.server_name, host = %target.raw_host,
+            tracing::debug!(router = %router.name, sni = ?info.server_name, host = %target.raw_host(),
                 handshake = %info.options, router_options = %expected, "TLS options differ: 421");
             return Err(ProxyError::Misdirected);
         }
@@ -157,41 +160,39 @@ async fn route_and_forward(
                 .map_err(|e| ProxyError::BadRequest(format!("path cannot be forwarded: {e}")))?
         }
     };
-    let raw_host = target.raw_host;
-    // The Host header as received is already a valid value: share it rather than re-validate a
-    // copy. Only a host taken from the URI (HTTP/2, absolute form) needs building.
-    let host = match request.uri().authority() {
-        Some(authority) if !authority.host().is_empty() => HeaderValue::from_str(&raw_host).ok(),
-        _ => request
-            .headers()
-            .get(header::HOST)
-            .filter(|value| value.to_str().is_ok())
-            .cloned(),
-    }
-    .unwrap_or(HeaderValue::from_static(""));
+    let host = target.host;
+    let raw_host = host.to_str().unwrap_or("");
     let upgrade = hop_by_hop::upgrade_protocol(request.headers());
     let websocket = upgrade
         .as_ref()
         .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"websocket"));
-    forwarded::apply(
-        request.headers_mut(),
-        &Origin {
-            client_ip: &connection.peer_ip,
-            trusted: connection.trusted,
-            tls: connection.tls,
-            websocket,
-            host: &raw_host,
-            host_value: &host,
-            server_name: &shared.server_name,
-        },
-    );
-    request
-        .extensions_mut()
-        .insert(forwarded::ClientAddress(connection.peer_ip.clone()));
-    let upgrade = upgrade.map(|protocol| (protocol, hyper::upgrade::on(&mut request)));
-    let (parts, body) = request.into_parts();
+    let origin = Origin {
+        client_ip: &connection.peer_ip,
+        trusted: connection.trusted,
+        tls: connection.tls,
+        websocket,
+        host: raw_host,
+        host_value: &host,
+        server_name: &shared.server_name,
+    };
+    if router.middlewares.is_empty() && !connection.trusted {
+        // Nothing reads the headers before they are sent: write them when they are sent.
+        let deferred = forwarded::Deferred::new(request.headers_mut(), &origin);
+        request.extensions_mut().insert(deferred);
+    } else {
+        forwarded::apply(request.headers_mut(), &origin);
+        request
+            .extensions_mut()
+            .insert(forwarded::ClientAddress(connection.peer_ip.clone()));
+    }
+    let upgrade = upgrade.map(|protocol| {
+        (
+            protocol,
+            client_upgrade.unwrap_or_else(ClientUpgrade::unsupported),
+        )
+    });
     let outgoing = Outgoing {
-        request: Request::from_parts(parts, boxed(body)),
+        request,
         path_and_query,
         host,
         upgrade,
@@ -210,7 +211,7 @@ async fn route_and_forward(
 fn http01_answer(
     challenges: &dyn Challenges,
     connection: &Connection,
-    request: &Request<Incoming>,
+    request: &Request<ProxyBody>,
 ) -> Option<Response<ProxyBody>> {
     // Like Traefik's internal challenge router: cleartext only, on the challenge entry points,
     // and every path under the prefix belongs to it (an unknown token is a 404).
@@ -238,8 +239,17 @@ pub struct Target<'a> {
     pub path: Cow<'a, str>,
     /// The path matchers see (see [`routing_path`]).
     pub routed_path: Cow<'a, str>,
-    /// The host asked for, port included as sent.
-    pub raw_host: String,
+    /// The host asked for, port included as sent: the Host header as received (shared, not
+    /// copied), or built from the URI's authority (HTTP/2, absolute form); empty when there is
+    /// neither.
+    pub host: HeaderValue,
+}
+
+impl Target<'_> {
+    /// The host asked for as text.
+    pub fn raw_host(&self) -> &str {
+        self.host.to_str().unwrap_or("")
+    }
 }
 
 /// Works out the target of a request; a malformed path is a 400.
@@ -254,18 +264,20 @@ pub fn target<'a>(uri: &'a Uri, headers: &HeaderMap) -> Result<Target<'a>, Proxy
         ),
     };
     // Absolute-form targets and HTTP/2 carry the host in the URI; it wins over the Host header.
-    let raw_host = match uri.authority() {
-        Some(authority) if !authority.host().is_empty() => authority.as_str().to_owned(),
+    let host = match uri.authority() {
+        Some(authority) if !authority.host().is_empty() => {
+            HeaderValue::from_str(authority.as_str()).ok()
+        }
         _ => headers
             .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("")
-            .to_owned(),
-    };
+            .filter(|value| value.to_str().is_ok())
+            .cloned(),
+    }
+    .unwrap_or(HeaderValue::from_static(""));
     Ok(Target {
         path,
         routed_path,
-        raw_host,
+        host,
     })
 }
 
@@ -349,12 +361,15 @@ async fn forward_tracked(
     {
         forwarded::append_client(outgoing.request.headers_mut(), &client);
     }
-    if !lb.strategy.tracks_load() && lb.passive.is_none() {
-        return upstream::forward(lb, server, outgoing).await;
-    }
+    // One await of the forwarding future: each await site of it would take room of its own in
+    // this function's future (and in every connection's task).
+    let tracked = lb.strategy.tracks_load() || lb.passive.is_some();
     let in_flight = lb.strategy.tracks_load().then(|| lb.load.begin(index));
-    let started = Instant::now();
+    let started = tracked.then(Instant::now);
     let result = upstream::forward(lb, server, outgoing).await;
+    if !tracked {
+        return result;
+    }
     if let Some(passive) = &lb.passive {
         let failed = match &result {
             Ok(response) => response.status().is_server_error(),
@@ -365,22 +380,28 @@ async fn forward_tracked(
         };
         passive.record(index, failed, &lb.health, lb.check.is_some());
     }
-    match in_flight {
-        Some(in_flight) => {
+    match (in_flight, started) {
+        (Some(in_flight), Some(started)) => {
             lb.load.record_ttfb(index, started.elapsed());
             result.map(|response| response.map(|body| boxed(Tracked::new(body, in_flight))))
         }
-        None => result,
+        _ => result,
     }
 }
 
 /// The client address for hash-based strategies: X-Real-Ip, which the entry point sets to the
 /// connection's peer (or keeps from a trusted proxy in front).
 fn client_ip(outgoing: &Outgoing) -> Option<std::net::IpAddr> {
-    outgoing
-        .request
+    let request = &outgoing.request;
+    request
         .headers()
         .get("x-real-ip")
+        .or_else(|| {
+            request
+                .extensions()
+                .get::<forwarded::Deferred>()
+                .map(forwarded::Deferred::client_ip)
+        })
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
 }

@@ -2,16 +2,16 @@
 
 use http::uri::{PathAndQuery, Scheme, Uri};
 use http::{header, HeaderValue, Request, Response, StatusCode, Version};
-use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 use std::any::Any;
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt as _;
 
 use super::body::{boxed, ProxyBody};
 use super::error::ProxyError;
+use super::forwarded;
 use super::hop_by_hop;
 use super::http1::{Connection, Switched};
+use super::upgrade::ClientUpgrade;
 use crate::runtime::server::{Protocol, Server};
 use crate::runtime::service::LoadBalancer;
 
@@ -54,7 +54,7 @@ pub struct Outgoing {
     /// The Host the client asked for.
     pub host: HeaderValue,
     /// For an upgrade request: the protocol and the client side of the future tunnel.
-    pub upgrade: Option<(HeaderValue, OnUpgrade)>,
+    pub upgrade: Option<(HeaderValue, ClientUpgrade)>,
 }
 
 /// Forwards `outgoing` to `server` of `lb` and returns the origin's response.
@@ -92,6 +92,12 @@ pub async fn forward(
         Protocol::H2c => Version::HTTP_2,
     };
     let hold = request.extensions_mut().remove::<TunnelHold>();
+    // Only the HTTP/1.1 pool of cleartext origins writes deferred forwarded headers itself.
+    if server.protocol != Protocol::Http {
+        if let Some(deferred) = request.extensions_mut().remove::<forwarded::Deferred>() {
+            deferred.apply(request.headers_mut());
+        }
+    }
     let headers = request.headers_mut();
     hop_by_hop::remove(
         headers,
@@ -117,14 +123,15 @@ pub async fn forward(
                 .await
                 .map_err(|e| classify(&server.url, &e)),
             Protocol::Https => match https2 {
+                // Boxed: the HTTP/2 exchange's future is several kilobytes, and every
+                // connection's task would otherwise reserve room for it.
                 Some(pool) => {
-                    pool.send(&server.authority, transport.https1(), request)
-                        .await
+                    Box::pin(pool.send(&server.authority, transport.https1(), request)).await
                 }
                 None => transport.https1().send(&server.authority, request).await,
             }
             .map_err(|e| classify(&server.url, &e)),
-            Protocol::H2c => match transport.h2c().request(request).await {
+            Protocol::H2c => match Box::pin(transport.h2c().request(request)).await {
                 Ok(response) => {
                     let (parts, body) = response.into_parts();
                     Ok(Response::from_parts(parts, boxed(body)))
@@ -161,20 +168,26 @@ pub async fn forward(
 }
 
 /// Copies bytes both ways between the client and the origin once the client side has switched
-/// protocols (the origin's first bytes, read with its 101, go first); `_hold` is released when
-/// the tunnel closes.
-async fn tunnel(client: OnUpgrade, origin: Connection, _hold: Option<TunnelHold>) {
-    let client = match client.await {
+/// protocols (what either side sent past the 101 exchange goes first); `_hold` is released
+/// when the tunnel closes.
+async fn tunnel(client: ClientUpgrade, origin: Connection, _hold: Option<TunnelHold>) {
+    let client = match client.wait().await {
         Ok(client) => client,
         Err(error) => {
             tracing::debug!(%error, "upgrade did not complete");
             return;
         }
     };
-    let mut client = TokioIo::new(client);
+    let (mut client, client_early) = (client.io, client.read_ahead);
     let (mut origin, early) = origin.into_parts();
     if !early.is_empty() {
         if let Err(error) = client.write_all(&early).await {
+            tracing::debug!(%error, "tunnel closed with an error");
+            return;
+        }
+    }
+    if !client_early.is_empty() {
+        if let Err(error) = origin.write_all(&client_early).await {
             tracing::debug!(%error, "tunnel closed with an error");
             return;
         }

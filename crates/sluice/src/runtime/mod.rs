@@ -40,15 +40,19 @@ pub struct Router {
     pub tls_options: Option<Arc<str>>,
 }
 
+/// Route tables by entry point name, looked up on every request (a fast hash: the names come
+/// from the configuration).
+pub type EntryPointTables = HashMap<String, RouteTable<Arc<Router>>, foldhash::fast::RandomState>;
+
 /// One compiled snapshot of the routing.
 #[derive(Debug, Default)]
 pub struct Runtime {
     /// Increases with every build; shown in logs and `explain`.
     pub generation: u64,
     /// Routers served on cleartext connections, per entry point.
-    entry_points: HashMap<String, RouteTable<Arc<Router>>>,
+    entry_points: EntryPointTables,
     /// Routers served on TLS connections, per entry point.
-    tls_entry_points: HashMap<String, RouteTable<Arc<Router>>>,
+    tls_entry_points: EntryPointTables,
     services: HashMap<String, Arc<Service>>,
     /// Middlewares by name, with the configuration they were built from, so a reload can keep
     /// the ones that did not change (and their counters: rate-limit buckets, breaker state).

@@ -8,26 +8,16 @@
 set -euo pipefail
 A=$1 B=$2
 ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-5s} PORT_BASE=${PORT_BASE:-9300}
-command -v wrk >/dev/null || { echo "missing: wrk (apt-get install wrk)" >&2; exit 1; }
+root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/bench/lib.sh"
+require wrk wrk
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 O1=127.0.0.1:$((PORT_BASE + 1)) O2=127.0.0.1:$((PORT_BASE + 2))
 mkdir -p "$work/dynamic"
-cat > "$work/dynamic/bench.yaml" <<YAML
-http:
-  routers:
-    bench:
-      rule: "Host(\`bench.local\`)"
-      service: bench
-  services:
-    bench:
-      loadBalancer:
-        servers:
-          - url: "http://$O1"
-          - url: "http://$O2"
-YAML
+bench_routes "$work/dynamic/bench.yaml" "$O1" "$O2"
 "$A" whoami --name o1 --listen "$O1" >/dev/null 2>&1 & pids+=($!)
 "$A" whoami --name o2 --listen "$O2" >/dev/null 2>&1 & pids+=($!)
 start() {

@@ -23,28 +23,10 @@ WORKERS=${WORKERS:-2}          # proxy worker threads/processes, the same for ev
 ROUTERS=${ROUTERS:-1000}       # extra Host routers in Sluice's table, to show lookup cost does not matter
 PORT_BASE=${PORT_BASE:-9100}
 root=$(cd "$(dirname "$0")/.." && pwd)
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-need=()
-for tool in wrk nginx haproxy; do command -v "$tool" >/dev/null || need+=("$tool"); done
-if [ ${#need[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && apt-get install -y -qq wrk nginx-light haproxy >/dev/null
-  else
-    echo "missing: ${need[*]} (apt-get install wrk nginx-light haproxy)" >&2; exit 1
-  fi
-fi
-PATH=$PATH:/usr/sbin
-
-if [ -n "${SLUICE:-}" ]; then
-  sluice=$SLUICE
-else
-  cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p sluice
-  sluice="${CARGO_TARGET_DIR:-$root/target}/release/sluice"
-fi
+. "$root/bench/lib.sh"
+scratch
+require "wrk nginx haproxy" wrk nginx-light haproxy
+sluice_binary
 
 O1=127.0.0.1:$((PORT_BASE + 1)) O2=127.0.0.1:$((PORT_BASE + 2))
 S=127.0.0.1:$((PORT_BASE + 10)) N=127.0.0.1:$((PORT_BASE + 11)) H=127.0.0.1:$((PORT_BASE + 12))
@@ -105,20 +87,7 @@ http {
   server {
     listen $N reuseport;
     server_name bench.local;
-    location / {
-      proxy_pass http://bench;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host \$host;
-      # The same forwarded headers Sluice sets (as Traefik does), so every proxy sends the
-      # origin the same request and gets the same answer back.
-      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-      proxy_set_header X-Forwarded-Host \$host;
-      proxy_set_header X-Forwarded-Port \$server_port;
-      proxy_set_header X-Forwarded-Proto \$scheme;
-      proxy_set_header X-Forwarded-Server \$hostname;
-      proxy_set_header X-Real-IP \$remote_addr;
-    }
+$(nginx_location)
   }
 }
 NGINX

@@ -57,10 +57,10 @@ count() {
   pids+=($pid)
   for _ in $(seq 400); do (exec 3<>/dev/tcp/${addr%:*}/${addr#*:}) 2>/dev/null && break; sleep 0.1; done
   h2load --h1 -n 500 -c 8 -H ':authority: bench.local' "http://$addr/" >/dev/null
-  callgrind_control -z "$pid" >/dev/null
+  callgrind_control -z "$pid" >/dev/null 2>&1
   local done
   done=$(h2load --h1 -n "$REQUESTS" -c 8 -H ':authority: bench.local' "http://$addr/" | awk '/^status codes:/ {print $3}')
-  callgrind_control -d "$pid" >/dev/null
+  callgrind_control -d "$pid" >/dev/null 2>&1
   sleep 1
   kill "$pid" 2>/dev/null || true
   local total=0 file

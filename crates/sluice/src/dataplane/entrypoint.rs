@@ -223,7 +223,9 @@ impl Accepted {
         drop(runtime);
         let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
         let connection = self.connection(Some(Arc::new(info)));
-        self.serve_http(stream, connection, h2).await;
+        // Boxed, like the HTTP/2 path below: every connection's task reserves room for its
+        // largest state, and cleartext HTTP/1.1 should not pay for TLS's.
+        Box::pin(self.serve_http(stream, connection, h2)).await;
     }
 
     fn connection(&self, tls: Option<Arc<TlsInfo>>) -> Arc<Connection> {
@@ -280,7 +282,7 @@ impl Accepted {
         });
         let serving = self.h2.serve_connection(io, service);
         let mut stop = self.stop.clone();
-        let mut serving = std::pin::pin!(serving);
+        let mut serving = Box::pin(serving);
         let result = tokio::select! {
             result = serving.as_mut() => result,
             _ = stopped(&mut stop) => {

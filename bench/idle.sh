@@ -17,15 +17,10 @@ scratch
 require python3 python3
 sluice_binary
 
-O1=127.0.0.1:$((PORT_BASE + 1)) O2=127.0.0.1:$((PORT_BASE + 2)) S=127.0.0.1:$((PORT_BASE + 10))
-"$sluice" whoami --name o1 --listen $O1 >/dev/null 2>&1 & pids+=($!)
-"$sluice" whoami --name o2 --listen $O2 >/dev/null 2>&1 & pids+=($!)
-mkdir -p "$work/dynamic"
-bench_routes "$work/dynamic/bench.yaml" "$O1" "$O2"
-SLUICE_WORKERS=$WORKERS "$sluice" --entryPoints.web.address=$S \
-  --providers.file.directory="$work/dynamic" --log.level=ERROR >"$work/sluice.log" 2>&1 & pids+=($!)
-sluice_pid=$!
-for _ in $(seq 100); do (exec 3<>/dev/tcp/${S%:*}/${S#*:}) 2>/dev/null && break; sleep 0.05; done
+S=127.0.0.1:$((PORT_BASE + 10))
+origins
+start_sluice "$S"
+wait_listening "$O1" "$O2" "$S"
 
 python3 - "$sluice_pid" "$CONNECTIONS" "${S%:*}" "${S#*:}" <<'PY'
 import socket, sys, time

@@ -24,13 +24,8 @@ scratch
 require "valgrind h2load nginx" valgrind nghttp2-client nginx-light
 sluice_binary
 
-O1=127.0.0.1:$((PORT_BASE + 1)) O2=127.0.0.1:$((PORT_BASE + 2))
 S=127.0.0.1:$((PORT_BASE + 10)) N=127.0.0.1:$((PORT_BASE + 11))
-"$sluice" whoami --name o1 --listen $O1 >/dev/null 2>&1 & pids+=($!)
-"$sluice" whoami --name o2 --listen $O2 >/dev/null 2>&1 & pids+=($!)
-
-mkdir -p "$work/dynamic"
-bench_routes "$work/dynamic/bench.yaml" "$O1" "$O2"
+origins
 cat > "$work/nginx.conf" <<NGINX
 worker_processes 1;
 master_process off;

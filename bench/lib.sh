@@ -72,3 +72,49 @@ scratch() {
   pids=()
   trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 }
+
+# Starts two whoami origins at PORT_BASE+1 and +2 (their addresses in O1 and O2) and writes the
+# bench routes to $work/dynamic/bench.yaml.
+origins() {
+  O1=127.0.0.1:$((PORT_BASE + 1)) O2=127.0.0.1:$((PORT_BASE + 2))
+  "$sluice" whoami --name o1 --listen "$O1" >/dev/null 2>&1 & pids+=($!)
+  "$sluice" whoami --name o2 --listen "$O2" >/dev/null 2>&1 & pids+=($!)
+  mkdir -p "$work/dynamic"
+  bench_routes "$work/dynamic/bench.yaml" "$O1" "$O2"
+}
+
+# Starts Sluice with WORKERS workers (default 2) listening on `$1`, over the bench routes; its
+# pid in sluice_pid.
+start_sluice() {
+  SLUICE_WORKERS=${WORKERS:-2} "$sluice" --entryPoints.web.address="$1" \
+    --providers.file.directory="$work/dynamic" --log.level=ERROR >"$work/sluice.log" 2>&1 & pids+=($!)
+  sluice_pid=$!
+}
+
+# Writes to `$1` an nginx configuration with `$2` worker processes listening on `$3`, proxying
+# to O1 and O2 like Sluice.
+nginx_conf() {
+  cat > "$1" <<NGINX
+worker_processes $2;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log error;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  upstream bench { server $O1; server $O2; keepalive 128; }
+  server {
+    listen $3 reuseport;
+    server_name bench.local;
+$(nginx_location)
+  }
+}
+NGINX
+}
+
+# Waits (up to 5 s each) until every address given accepts connections.
+wait_listening() {
+  local addr
+  for addr in "$@"; do
+    for _ in $(seq 100); do (exec 3<>/dev/tcp/${addr%:*}/${addr#*:}) 2>/dev/null && break; sleep 0.05; done
+  done
+}

@@ -76,21 +76,7 @@ SLUICE_WORKERS=$WORKERS "$sluice" --entryPoints.web.address=$S \
 sluice_pid=$!
 
 # nginx
-cat > "$work/nginx.conf" <<NGINX
-worker_processes $WORKERS;
-pid $work/nginx.pid;
-error_log $work/nginx-error.log error;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  upstream bench { server $O1; server $O2; keepalive 128; }
-  server {
-    listen $N reuseport;
-    server_name bench.local;
-$(nginx_location)
-  }
-}
-NGINX
+nginx_conf "$work/nginx.conf" "$WORKERS" "$N"
 nginx -c "$work/nginx.conf" -g 'daemon off;' & pids+=($!)
 nginx_pid=$!
 

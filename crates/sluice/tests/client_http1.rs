@@ -62,6 +62,12 @@ async fn read_answer(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Answer
     Some(Answer { status, head, body })
 }
 
+/// Writes `request` and reads the answer that comes back.
+async fn ask(stream: &mut TcpStream, buf: &mut Vec<u8>, request: &[u8]) -> Answer {
+    stream.write_all(request).await.expect("write");
+    read_answer(stream, buf).await.expect("an answer")
+}
+
 async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<()> {
     let mut chunk = [0u8; 8192];
     match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk)).await {
@@ -174,13 +180,12 @@ async fn malformed_requests_get_the_status_go_gives_them() {
     assert_eq!(answer.status, 431, "{answer:?}");
     // The proxy still serves.
     let mut stream = connect(&sluice).await;
-    stream
-        .write_all(b"GET /after HTTP/1.1\r\nHost: a.local\r\n\r\n")
-        .await
-        .expect("write");
-    let answer = read_answer(&mut stream, &mut Vec::new())
-        .await
-        .expect("answer");
+    let answer = ask(
+        &mut stream,
+        &mut Vec::new(),
+        b"GET /after HTTP/1.1\r\nHost: a.local\r\n\r\n",
+    )
+    .await;
     assert_eq!(answer.status, 200);
 }
 
@@ -234,23 +239,23 @@ async fn chunked_uploads_and_unread_bodies_keep_the_connection() {
     // A body nobody reads (no router): the 404 comes, the body is dropped, the connection
     // serves the next request.
     let body = "x".repeat(3000);
-    stream
-        .write_all(
-            format!(
-                "POST /none HTTP/1.1\r\nHost: nobody.local\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            )
-            .as_bytes(),
+    let answer = ask(
+        &mut stream,
+        &mut buf,
+        format!(
+            "POST /none HTTP/1.1\r\nHost: nobody.local\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
         )
-        .await
-        .expect("write");
-    let answer = read_answer(&mut stream, &mut buf).await.expect("answer");
+        .as_bytes(),
+    )
+    .await;
     assert_eq!(answer.status, 404);
-    stream
-        .write_all(b"GET /next HTTP/1.1\r\nHost: a.local\r\n\r\n")
-        .await
-        .expect("write");
-    let answer = read_answer(&mut stream, &mut buf).await.expect("answer");
+    let answer = ask(
+        &mut stream,
+        &mut buf,
+        b"GET /next HTTP/1.1\r\nHost: a.local\r\n\r\n",
+    )
+    .await;
     assert_eq!(answer.status, 200);
     assert!(answer.body.contains("GET /next"), "{}", answer.body);
     assert_eq!(origin.whoami.body_bytes(), 12);
@@ -261,26 +266,22 @@ async fn http10_clients_get_one_answer_per_connection_unless_they_keep_alive() {
     let origin = origin("old").await;
     let sluice = Sluice::start(&[("a.yaml", routes(&origin.url()))], &[]).await;
     let mut stream = connect(&sluice).await;
-    stream
-        .write_all(b"GET /old HTTP/1.0\r\nHost: a.local\r\n\r\n")
-        .await
-        .expect("write");
     let mut buf = Vec::new();
-    let answer = read_answer(&mut stream, &mut buf).await.expect("answer");
+    let answer = ask(
+        &mut stream,
+        &mut buf,
+        b"GET /old HTTP/1.0\r\nHost: a.local\r\n\r\n",
+    )
+    .await;
     assert!(answer.head.starts_with("HTTP/1.0 200 OK\r\n"), "{answer:?}");
     assert!(answer.head.contains("connection: close"), "{answer:?}");
     assert!(closes(&mut stream).await);
 
     let mut stream = connect(&sluice).await;
     for path in ["/a", "/b"] {
-        stream
-            .write_all(
-                format!("GET {path} HTTP/1.0\r\nHost: a.local\r\nConnection: keep-alive\r\n\r\n")
-                    .as_bytes(),
-            )
-            .await
-            .expect("write");
-        let answer = read_answer(&mut stream, &mut buf).await.expect("answer");
+        let request =
+            format!("GET {path} HTTP/1.0\r\nHost: a.local\r\nConnection: keep-alive\r\n\r\n");
+        let answer = ask(&mut stream, &mut buf, request.as_bytes()).await;
         assert!(answer.head.contains("connection: keep-alive"), "{answer:?}");
         assert!(answer.body.contains(&format!("GET {path} ")), "{answer:?}");
     }
@@ -295,13 +296,12 @@ async fn idle_connections_close_after_the_idle_timeout() {
     )
     .await;
     let mut stream = connect(&sluice).await;
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: a.local\r\n\r\n")
-        .await
-        .expect("write");
-    let answer = read_answer(&mut stream, &mut Vec::new())
-        .await
-        .expect("answer");
+    let answer = ask(
+        &mut stream,
+        &mut Vec::new(),
+        b"GET / HTTP/1.1\r\nHost: a.local\r\n\r\n",
+    )
+    .await;
     assert_eq!(answer.status, 200);
     let waited = std::time::Instant::now();
     assert!(closes(&mut stream).await, "closed while idle");

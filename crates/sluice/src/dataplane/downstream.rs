@@ -28,7 +28,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::time::{Instant, Sleep};
 
 use super::body::{empty, BoxError, ProxyBody};
-use super::http1::{content_length, tokens, Chunk, Decoded, Outbox, Remaining};
+use super::http1::{content_length, poll_fill, tokens, Chunk, Decoded, Outbox, Remaining};
 use super::request::{handle, Connection, Shared};
 use super::upgrade::{ClientUpgrade, Upgraded};
 
@@ -38,8 +38,6 @@ const MAX_HEAD: usize = 1 << 20;
 const INLINE_HEADERS: usize = 32;
 /// Most header fields accepted in one request head.
 const MAX_HEADERS: usize = 512;
-/// How much room a read gets at least.
-const READ_SIZE: usize = 8 * 1024;
 /// Bytes read ahead of the request being handled (pipelined requests) before reading pauses.
 const MAX_READ_AHEAD: usize = 64 * 1024;
 /// Body bytes queued for the client before the body is polled again.
@@ -403,7 +401,7 @@ impl<S: Future<Output = ()>> Session<'_, S> {
                             Framing::Length(_) if left > 0 => {
                                 return Poll::Ready(Err(WriteError::Short(left)))
                             }
-                            Framing::Chunked => out.push(Bytes::from_static(b"0\r\n\r\n")),
+                            Framing::Chunked => out.push_last_chunk(None),
                             _ => {}
                         }
                         continue;
@@ -421,18 +419,14 @@ impl<S: Future<Output = ()>> Session<'_, S> {
                                         return Poll::Ready(Err(WriteError::Long));
                                     }
                                 }
-                                Framing::Chunked => {
-                                    out.push(Bytes::from(format!("{:x}\r\n", data.len())));
-                                    out.push(data);
-                                    out.push(Bytes::from_static(b"\r\n"));
-                                }
+                                Framing::Chunked => out.push_chunk(data),
                                 _ => out.push(data),
                             },
                             Err(frame) => {
                                 if let (Framing::Chunked, Ok(trailers)) =
                                     (framing, frame.into_trailers())
                                 {
-                                    out.push(last_chunk(&trailers));
+                                    out.push_last_chunk(Some(&trailers));
                                     body = None;
                                 }
                             }
@@ -539,19 +533,6 @@ enum WriteError {
     Long,
 }
 
-/// The last chunk of a chunked body, carrying `trailers`.
-fn last_chunk(trailers: &HeaderMap) -> Bytes {
-    let mut last = b"0\r\n".to_vec();
-    for (name, value) in trailers {
-        last.extend_from_slice(name.as_str().as_bytes());
-        last.extend_from_slice(b": ");
-        last.extend_from_slice(value.as_bytes());
-        last.extend_from_slice(b"\r\n");
-    }
-    last.extend_from_slice(b"\r\n");
-    Bytes::from(last)
-}
-
 /// `n` in decimal, written into `buf`.
 fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut at = buf.len();
@@ -579,10 +560,7 @@ struct Inbound<I> {
 impl<I: Io> Inbound<I> {
     /// Reads what the socket has into the buffer; `Ok(0)` is the end of the stream.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.read.capacity() - self.read.len() < READ_SIZE / 4 {
-            self.read.reserve(READ_SIZE);
-        }
-        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read)
+        poll_fill(&mut self.io, &mut self.read, cx)
     }
 
     /// How much of the request body is unread (None: all of it was read). A chunked body

@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use super::body::boxed;
 use super::downstream::{self, Io, Limits};
 use super::forwarded::ForwardedPolicy;
+use super::http1::READ_SIZE;
 use super::request::{handle, Connection, Shared};
 use crate::tls::acceptor::{self, TlsInfo};
 
@@ -299,9 +300,6 @@ impl Accepted {
 
 /// What an HTTP/2 client sends first (RFC 9113 section 3.4).
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// How much room the first read of a connection gets.
-const READ_SIZE: usize = 8 * 1024;
 
 /// A stream that yields bytes already read from it before reading it further.
 struct Prefixed<I> {

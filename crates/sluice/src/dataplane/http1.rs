@@ -34,7 +34,7 @@ const INLINE_HEADERS: usize = 32;
 /// Most header fields accepted in a response head or a chunked trailer section.
 const MAX_HEADERS: usize = 1024;
 /// How much room a read gets at least.
-const READ_SIZE: usize = 8 * 1024;
+pub(super) const READ_SIZE: usize = 8 * 1024;
 /// Longest chunk-size line (size and extensions) accepted.
 const MAX_CHUNK_LINE: usize = 4 * 1024;
 /// Buffers handed to one vectored write.
@@ -202,11 +202,21 @@ impl Connection {
 
     /// Reads what the socket has into the buffer; `Ok(0)` is the end of the stream.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.read.capacity() - self.read.len() < READ_SIZE / 4 {
-            self.read.reserve(READ_SIZE);
-        }
-        tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.read)
+        poll_fill(&mut self.stream, &mut self.read, cx)
     }
+}
+
+/// Reads what `io` has into `buf`, making room first; `Ok(0)` is the end of the stream. Both
+/// sides of the proxy read their sockets this way.
+pub(super) fn poll_fill<S: AsyncRead + Unpin>(
+    io: &mut S,
+    buf: &mut BytesMut,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    if buf.capacity() - buf.len() < READ_SIZE / 4 {
+        buf.reserve(READ_SIZE);
+    }
+    tokio_util::io::poll_read_buf(Pin::new(io), cx, buf)
 }
 
 /// How a request's body goes on the wire.
@@ -370,6 +380,30 @@ impl Outbox {
         }
     }
 
+    /// Queues `data` as one chunk of the chunked transfer coding.
+    pub(super) fn push_chunk(&mut self, data: Bytes) {
+        self.push(Bytes::from(format!("{:x}\r\n", data.len())));
+        self.push(data);
+        self.push(Bytes::from_static(b"\r\n"));
+    }
+
+    /// Queues the last chunk of the chunked transfer coding, carrying `trailers` if any.
+    pub(super) fn push_last_chunk(&mut self, trailers: Option<&HeaderMap>) {
+        let Some(trailers) = trailers.filter(|t| !t.is_empty()) else {
+            self.push(Bytes::from_static(b"0\r\n\r\n"));
+            return;
+        };
+        let mut last = b"0\r\n".to_vec();
+        for (name, value) in trailers {
+            last.extend_from_slice(name.as_str().as_bytes());
+            last.extend_from_slice(b": ");
+            last.extend_from_slice(value.as_bytes());
+            last.extend_from_slice(b"\r\n");
+        }
+        last.extend_from_slice(b"\r\n");
+        self.push(Bytes::from(last));
+    }
+
     /// Bytes queued.
     pub(super) fn queued(&self) -> usize {
         self.0.iter().map(Bytes::len).sum()
@@ -471,7 +505,7 @@ async fn write_request(
                         return Poll::Ready(Err(Error::RequestLength(n)))
                     }
                     Upload::Length(_) => {}
-                    Upload::Chunked => outbox.push(Bytes::from_static(b"0\r\n\r\n")),
+                    Upload::Chunked => outbox.push_last_chunk(None),
                 }
             }
             Some(Err(e)) => return Poll::Ready(Err(Error::RequestBody(e))),
@@ -484,25 +518,13 @@ async fn write_request(
                             return Poll::Ready(Err(Error::RequestLength(n)))
                         }
                         Upload::Length(_) => outbox.push(data),
-                        Upload::Chunked => {
-                            outbox.push(Bytes::from(format!("{:x}\r\n", data.len())));
-                            outbox.push(data);
-                            outbox.push(Bytes::from_static(b"\r\n"));
-                        }
+                        Upload::Chunked => outbox.push_chunk(data),
                     }
                 }
                 Err(frame) => {
                     // Trailers travel only in the chunked coding's last chunk.
                     if let (Upload::Chunked, Ok(trailers)) = (upload, frame.into_trailers()) {
-                        let mut last = b"0\r\n".to_vec();
-                        for (name, value) in &trailers {
-                            last.extend_from_slice(name.as_str().as_bytes());
-                            last.extend_from_slice(b": ");
-                            last.extend_from_slice(value.as_bytes());
-                            last.extend_from_slice(b"\r\n");
-                        }
-                        last.extend_from_slice(b"\r\n");
-                        outbox.push(Bytes::from(last));
+                        outbox.push_last_chunk(Some(&trailers));
                         body = None;
                     }
                 }
